@@ -1,0 +1,301 @@
+"""The object store: current objects as JSON bytes, one global revision, compare-and-swap
+writes, and a bounded event log that serves watches from an older revision.
+
+Objects are kept serialized: a LIST or a watch event over HTTP is bytes concatenation, and
+every reader that parses gets its own copy, so no caller can corrupt the store by
+mutating what it was given. `SQLiteStore` adds durability: each acknowledged write is
+committed to a WAL-mode database before the caller hears back, so it survives kill -9.
+"""
+
+from __future__ import annotations
+
+import collections
+import sqlite3
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+ADDED, MODIFIED, DELETED = "ADDED", "MODIFIED", "DELETED"
+
+
+class StoreError(Exception):
+    pass
+
+
+class KeyExists(StoreError):
+    pass
+
+
+class KeyMissing(StoreError):
+    pass
+
+
+class RevisionMismatch(StoreError):
+    """The object changed since the revision the writer read (optimistic concurrency)."""
+
+
+class TooOld(StoreError):
+    """A watch asked for a revision the event log no longer holds (HTTP 410 Gone)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    namespace: str
+    name: str
+    rv: int
+    raw: bytes
+
+    def obj(self) -> dict[str, Any]:
+        return orjson.loads(self.raw)  # type: ignore[no-any-return]
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    type: str
+    resource: str
+    namespace: str
+    name: str
+    rv: int
+    raw: bytes
+    prev_raw: bytes | None  # the object before a MODIFIED or DELETED, for selector transitions
+
+
+class Watcher:
+    """One watch: a bounded buffer filled by writers, drained by one reader.
+
+    A writer never blocks on a slow reader: when the buffer is full the watcher is closed
+    with `overflowed` set, and the reader resumes from its last revision (410 if the log
+    moved past it), exactly like an apiserver dropping a slow watch."""
+
+    def __init__(self, store: MemoryStore, resource: str, namespace: str, maxsize: int) -> None:
+        self._store = store
+        self.resource = resource
+        self.namespace = namespace
+        self._maxsize = maxsize
+        self._buf: collections.deque[Event] = collections.deque()
+        self._cond = threading.Condition(threading.Lock())
+        self.closed = False
+        self.overflowed = False
+
+    def _offer(self, ev: Event) -> None:
+        with self._cond:
+            if self.closed:
+                return
+            if len(self._buf) >= self._maxsize:
+                self.closed = True
+                self.overflowed = True
+                self._buf.clear()
+            else:
+                self._buf.append(ev)
+            self._cond.notify()
+
+    def next(self, timeout: float | None = None) -> Event | None:
+        """The next event, or None on timeout or once closed and drained."""
+        with self._cond:
+            if not self._buf and not self.closed:
+                self._cond.wait(timeout)
+            if self._buf:
+                return self._buf.popleft()
+            return None
+
+    def drain(self) -> list[Event]:
+        """Everything buffered now, without waiting."""
+        with self._cond:
+            out = list(self._buf)
+            self._buf.clear()
+            return out
+
+    def close(self) -> None:
+        with self._cond:
+            self.closed = True
+            self._cond.notify_all()
+        self._store._unsubscribe(self)
+
+
+WriteHook = Callable[[Event], None]
+
+
+class MemoryStore:
+    """The store without durability (tests, benchmarks); `SQLiteStore` persists it."""
+
+    def __init__(self, event_log_size: int = 100_000, watch_buffer: int = 10_000) -> None:
+        self._lock = threading.RLock()
+        self._rev = 0
+        self._data: dict[str, dict[tuple[str, str], Record]] = {}
+        self._log: collections.deque[Event] = collections.deque(maxlen=event_log_size)
+        self._watchers: dict[str, set[Watcher]] = {}
+        self._watch_buffer = watch_buffer
+
+    # -- reads ---------------------------------------------------------------------------
+    @property
+    def revision(self) -> int:
+        return self._rev
+
+    def get(self, resource: str, namespace: str, name: str) -> Record | None:
+        bucket = self._data.get(resource)
+        return bucket.get((namespace, name)) if bucket else None
+
+    def list(self, resource: str, namespace: str | None = None) -> tuple[list[Record], int]:
+        """Records sorted by (namespace, name), and the revision they are consistent at."""
+        with self._lock:
+            bucket = self._data.get(resource)
+            rev = self._rev
+            if not bucket:
+                return [], rev
+            if namespace is None:
+                items = list(bucket.items())
+            else:
+                items = [(k, r) for k, r in bucket.items() if k[0] == namespace]
+        items.sort(key=lambda kv: kv[0])
+        return [r for _, r in items], rev
+
+    def count(self, resource: str) -> int:
+        return len(self._data.get(resource, ()))
+
+    def resources(self) -> list[str]:
+        return [r for r, b in self._data.items() if b]
+
+    # -- writes --------------------------------------------------------------------------
+    def create(self, resource: str, namespace: str, name: str, obj: dict[str, Any]) -> Record:
+        with self._lock:
+            bucket = self._data.setdefault(resource, {})
+            if (namespace, name) in bucket:
+                raise KeyExists(name)
+            return self._write(ADDED, resource, namespace, name, obj, None)
+
+    def update(
+        self, resource: str, namespace: str, name: str, obj: dict[str, Any], expected_rv: int | None
+    ) -> Record:
+        """Replace the object if it is still at `expected_rv` (None: unconditionally)."""
+        with self._lock:
+            current = self.get(resource, namespace, name)
+            if current is None:
+                raise KeyMissing(name)
+            if expected_rv is not None and current.rv != expected_rv:
+                raise RevisionMismatch(name)
+            return self._write(MODIFIED, resource, namespace, name, obj, current)
+
+    def delete(self, resource: str, namespace: str, name: str, expected_rv: int | None = None) -> Record:
+        with self._lock:
+            current = self.get(resource, namespace, name)
+            if current is None:
+                raise KeyMissing(name)
+            if expected_rv is not None and current.rv != expected_rv:
+                raise RevisionMismatch(name)
+            obj = orjson.loads(current.raw)
+            return self._write(DELETED, resource, namespace, name, obj, current)
+
+    def _write(
+        self, kind: str, resource: str, namespace: str, name: str, obj: dict[str, Any], prev: Record | None
+    ) -> Record:
+        rev = self._rev + 1
+        obj.setdefault("metadata", {})["resourceVersion"] = str(rev)
+        raw = orjson.dumps(obj)
+        self._persist(kind, resource, namespace, name, rev, raw)
+        self._rev = rev
+        rec = Record(namespace, name, rev, raw)
+        bucket = self._data.setdefault(resource, {})
+        if kind == DELETED:
+            del bucket[(namespace, name)]
+        else:
+            bucket[(namespace, name)] = rec
+        ev = Event(kind, resource, namespace, name, rev, raw, prev.raw if prev else None)
+        self._log.append(ev)
+        for w in tuple(self._watchers.get(resource, ())):
+            if not w.namespace or w.namespace == namespace:
+                w._offer(ev)
+        return rec
+
+    def _persist(self, kind: str, resource: str, namespace: str, name: str, rev: int, raw: bytes) -> None:
+        """Durability hook: raise to refuse the write (nothing in memory has changed yet)."""
+
+    # -- watches -------------------------------------------------------------------------
+    def watch(self, resource: str, namespace: str, since_rv: int) -> Watcher:
+        """Events for `resource` (in `namespace`, or all when empty) after `since_rv`.
+
+        Raises TooOld when the log no longer reaches back to `since_rv`."""
+        with self._lock:
+            if since_rv > self._rev:
+                since_rv = self._rev
+            oldest = self._log[0].rv if self._log else self._rev + 1
+            if since_rv < oldest - 1 and since_rv < self._rev:
+                raise TooOld(f"too old resource version: {since_rv} ({oldest - 1})")
+            w = Watcher(self, resource, namespace, self._watch_buffer)
+            for ev in self._log:
+                if ev.rv > since_rv and ev.resource == resource and (not namespace or ev.namespace == namespace):
+                    w._offer(ev)
+            self._watchers.setdefault(resource, set()).add(w)
+            return w
+
+    def _unsubscribe(self, w: Watcher) -> None:
+        with self._lock:
+            self._watchers.get(w.resource, set()).discard(w)
+
+    def watcher_count(self) -> int:
+        return sum(len(s) for s in self._watchers.values())
+
+    def close(self) -> None:
+        for ws in list(self._watchers.values()):
+            for w in list(ws):
+                w.close()
+
+
+class SQLiteStore(MemoryStore):
+    """MemoryStore whose every write is committed to SQLite (WAL) before it is visible.
+
+    The whole state is loaded into memory at start; SQLite is the durable copy, read
+    only on restart. synchronous=NORMAL in WAL mode keeps committed transactions across a
+    process crash (kill -9); only an OS crash or power loss could lose the newest ones."""
+
+    def __init__(self, path: str | Path, **kw: Any) -> None:
+        super().__init__(**kw)
+        self.path = str(path)
+        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS objects (resource TEXT NOT NULL, namespace TEXT NOT NULL, "
+            "name TEXT NOT NULL, rv INTEGER NOT NULL, data BLOB NOT NULL, "
+            "PRIMARY KEY (resource, namespace, name)) WITHOUT ROWID"
+        )
+        self._db.execute("CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v INTEGER NOT NULL)")
+        row = self._db.execute(
+            "SELECT max(coalesce((SELECT v FROM meta WHERE k='revision'), 0), "
+            "coalesce((SELECT max(rv) FROM objects), 0))"
+        ).fetchone()
+        self._rev = int(row[0])
+        for resource, namespace, name, rv, data in self._db.execute(
+            "SELECT resource, namespace, name, rv, data FROM objects"
+        ):
+            self._data.setdefault(resource, {})[(namespace, name)] = Record(namespace, name, rv, bytes(data))
+
+    def _persist(self, kind: str, resource: str, namespace: str, name: str, rev: int, raw: bytes) -> None:
+        # A create or update is one autocommitted statement: its row carries the revision.
+        # A delete leaves no row behind, so it records the revision in `meta` in the same
+        # transaction; on load the revision is the highest of both.
+        db = self._db
+        if kind != DELETED:
+            db.execute("INSERT OR REPLACE INTO objects VALUES (?,?,?,?,?)", (resource, namespace, name, rev, raw))
+            return
+        db.execute("BEGIN")
+        try:
+            db.execute("DELETE FROM objects WHERE resource=? AND namespace=? AND name=?", (resource, namespace, name))
+            db.execute("INSERT OR REPLACE INTO meta VALUES ('revision', ?)", (rev,))
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
+    def close(self) -> None:
+        super().close()
+        with self._lock:
+            self._db.close()
+
+
+def open_store(path: str | Path | None) -> MemoryStore:
+    """SQLite at `path`, or memory when None."""
+    return SQLiteStore(path) if path else MemoryStore()

@@ -1,0 +1,52 @@
+"""The `gitops` command line."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+
+import click
+
+from controllers.cluster import EmbeddedCluster
+
+
+@click.group()
+@click.option("-v", "--verbose", count=True, help="More logging (-v info, -vv debug).")
+def main(verbose: int) -> None:
+    """A GitOps continuous-delivery engine with an embedded Kubernetes."""
+    level = logging.WARNING - 10 * min(verbose, 2)
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+@main.command()
+@click.option("--data-dir", default=".gitops", show_default=True, type=click.Path(file_okay=False),
+              help="Where state.db, the kubeconfig and caches live; delete it for a full reset.")
+@click.option("--api-port", default=6443, show_default=True, type=int,
+              help="Port of the embedded Kubernetes API (0 picks a free one).")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+def up(data_dir: str, api_port: int, host: str) -> None:
+    """Start the embedded control plane and run until Ctrl-C or SIGTERM."""
+    cluster = EmbeddedCluster(data_dir, api_port=api_port, host=host).start()
+    kubeconfig = Path(data_dir).resolve() / "kubeconfig"
+    click.echo(f"Kubernetes API:  {cluster.url}")
+    click.echo(f"kubeconfig:      {kubeconfig}")
+    click.echo(f"Try:             kubectl --kubeconfig {kubeconfig} get namespaces")
+    click.echo("Press Ctrl-C to stop.")
+    sys.stdout.flush()
+    stop = threading.Event()
+
+    def on_signal(_sig: int, _frame: object) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    stop.wait()
+    click.echo("Shutting down...")
+    cluster.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Admission-policy evaluation: Kyverno and CEL policies, image-signature verification."""

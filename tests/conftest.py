@@ -1,0 +1,57 @@
+"""Shared fixtures: an embedded cluster served over real HTTP, and the real kubectl."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from controllers.cluster import EmbeddedCluster
+
+
+@pytest.fixture
+def cluster() -> Iterator[EmbeddedCluster]:
+    """An in-memory embedded cluster with its HTTP API on a free loopback port."""
+    c = EmbeddedCluster(None, api_port=0).start()
+    try:
+        yield c
+    finally:
+        c.stop()
+
+
+@pytest.fixture
+def kubeconfig(cluster: EmbeddedCluster, tmp_path: Path) -> Path:
+    return cluster.write_kubeconfig(tmp_path / "kubeconfig")
+
+
+class Kubectl:
+    """Runs the real kubectl binary against a kubeconfig."""
+
+    def __init__(self, kubeconfig: Path, cwd: Path) -> None:
+        self.kubeconfig = kubeconfig
+        self.cwd = cwd
+        self.binary = shutil.which("kubectl") or "kubectl"
+
+    def run(self, *args: str, input: str | None = None, check: bool = True,
+            timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run(
+            [self.binary, "--kubeconfig", str(self.kubeconfig), *args],
+            input=input, capture_output=True, text=True, timeout=timeout, cwd=self.cwd,
+        )
+        if check and proc.returncode != 0:
+            raise AssertionError(f"kubectl {' '.join(args)} exited {proc.returncode}\n"
+                                 f"stdout: {proc.stdout}\nstderr: {proc.stderr}")
+        return proc
+
+    def __call__(self, *args: str, **kw: object) -> str:
+        return self.run(*args, **kw).stdout  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def kubectl(kubeconfig: Path, tmp_path: Path) -> Kubectl:
+    if shutil.which("kubectl") is None:
+        pytest.fail("kubectl is not installed: .ci/run installs it")
+    return Kubectl(kubeconfig, tmp_path)

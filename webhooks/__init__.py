@@ -1,0 +1,2 @@
+"""HTTP edges other than the dashboard: git-provider push events, AdmissionReview,
+outbound notifications."""
