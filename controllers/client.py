@@ -415,7 +415,9 @@ class RemoteClient:
     ) -> Any:
         from kubernetes.client.exceptions import ApiException
 
-        raw_body = orjson.dumps(body) if body is not None and not isinstance(body, bytes | str) else body
+        # The transport JSON-encodes bodies of JSON media types itself; apply (YAML) goes as
+        # bytes, and JSON is valid YAML.
+        raw_body = body if body is None or "json" in content_type else orjson.dumps(body)
         try:
             resp = self._dyn.request(
                 method, path, body=raw_body, serialize=False, query_params=list(query or []),

@@ -3,9 +3,11 @@ kubeconfig that points kubectl and clients at it."""
 
 from __future__ import annotations
 
+import base64
 import logging
 import os
 import secrets
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +17,7 @@ from controllers.apiserver import APIServer
 from controllers.client import LocalClient
 from controllers.http import KubeAPI
 from controllers.store import MemoryStore, SQLiteStore
+from controllers.tls import ServingCerts, ensure_serving_certs
 from controllers.wsgi import WSGIServer
 
 log = logging.getLogger(__name__)
@@ -24,16 +27,27 @@ class EmbeddedCluster:
     """One embedded cluster. `data_dir=None` keeps everything in memory (tests)."""
 
     def __init__(self, data_dir: str | Path | None, api_port: int = 0, host: str = "127.0.0.1",
-                 auth: bool = True) -> None:
+                 tls: bool = True) -> None:
+        """With `tls` (the default) the API is HTTPS with a bearer token; without it, plain
+        HTTP with no authentication (kubectl sends tokens only over TLS), for loopback only."""
         self.data_dir = Path(data_dir) if data_dir else None
+        self._tmp: tempfile.TemporaryDirectory[str] | None = None
         if self.data_dir:
             self.data_dir.mkdir(parents=True, exist_ok=True)
             self.store: MemoryStore = SQLiteStore(self.data_dir / "state.db")
+            pki = self.data_dir / "pki"
         else:
             self.store = MemoryStore()
+            self._tmp = tempfile.TemporaryDirectory(prefix="gitops-pki-")
+            pki = Path(self._tmp.name)
         self.api = APIServer(self.store)
-        self.token = self._token() if auth else None
-        self.http = WSGIServer(KubeAPI(self.api, self.token), host, api_port)
+        self.certs: ServingCerts | None = None
+        self.token: str | None = None
+        if tls:
+            self.certs = ensure_serving_certs(pki, _cert_hosts(host))
+            self.token = self._token()
+        serving = (str(self.certs.cert), str(self.certs.key)) if self.certs else None
+        self.http = WSGIServer(KubeAPI(self.api, self.token), host, api_port, tls=serving)
         self.client = LocalClient(self.api)
 
     def _token(self) -> str:
@@ -55,10 +69,13 @@ class EmbeddedCluster:
 
     def kubeconfig(self) -> dict[str, Any]:
         user: dict[str, Any] = {"token": self.token} if self.token else {}
+        cluster: dict[str, Any] = {"server": self.url}
+        if self.certs:
+            cluster["certificate-authority-data"] = base64.b64encode(self.certs.ca_pem()).decode()
         return {
             "apiVersion": "v1",
             "kind": "Config",
-            "clusters": [{"name": "gitops", "cluster": {"server": self.url}}],
+            "clusters": [{"name": "gitops", "cluster": cluster}],
             "users": [{"name": "gitops-admin", "user": user}],
             "contexts": [{"name": "gitops", "context": {"cluster": "gitops", "user": "gitops-admin",
                                                         "namespace": "default"}}],
@@ -80,5 +97,13 @@ class EmbeddedCluster:
         return self
 
     def stop(self) -> None:
+        self.store.close_watchers()  # open watch streams hold server threads until they end
         self.http.stop()
         self.store.close()
+        if self._tmp is not None:
+            self._tmp.cleanup()
+
+
+def _cert_hosts(host: str) -> tuple[str, ...]:
+    base = ("127.0.0.1", "localhost", "::1")
+    return base if host in base or host in ("0.0.0.0", "::") else (*base, host)  # noqa: S104

@@ -163,7 +163,11 @@ class KubeAPI:
     def _openapi(self, req: Request, path: str, start_response: StartResponse) -> Iterable[bytes]:
         registry = self.server.registry
         if path == "/openapi/v2":
-            return _respond_raw(start_response, 200, openapi.openapi_v2_bytes(registry))
+            answer = openapi.openapi_v2_response(registry, req.headers.get("accept", ""))
+            if answer is None:
+                return _respond(start_response, 406, errors.APIError(
+                    "only the protobuf form of /openapi/v2 is served").status())
+            return _respond_raw(start_response, 200, answer[0], answer[1])
         if path == "/openapi/v3":
             return _respond(start_response, 200, openapi.openapi_v3_index(registry))
         if path.startswith("/openapi/v3/"):
@@ -186,7 +190,7 @@ class KubeAPI:
                 if route.subresource and route.subresource != "status":
                     raise errors.MethodNotAllowed("the server does not allow this method on the requested resource")
                 if tables.wants_table(req.headers.get("accept", "")):
-                    return self._table(start_response, route, [orjson.loads(raw)], None)
+                    return self._table(req, start_response, route, [orjson.loads(raw)], None)
                 return _respond_raw(start_response, 200, raw)
             if _truthy(q.get("watch")):
                 return self._watch(req, route, start_response)
@@ -313,7 +317,7 @@ class KubeAPI:
             q.get("continue", ""),
         )
         if tables.wants_table(req.headers.get("accept", "")):
-            return self._table(start_response, route, result.objects(), result)
+            return self._table(req, start_response, route, result.objects(), result)
         meta: dict[str, Any] = {"resourceVersion": str(result.resource_version)}
         if result.continue_token:
             meta["continue"] = result.continue_token
@@ -323,9 +327,11 @@ class KubeAPI:
         return _respond_raw(start_response, 200, body)
 
     def _table(
-        self, start_response: StartResponse, route: Route, objects: list[dict[str, Any]], result: Any
+        self, req: Request, start_response: StartResponse, route: Route, objects: list[dict[str, Any]],
+        result: Any,
     ) -> Iterable[bytes]:
-        table = tables.table(route.rt, objects, dt.datetime.now(dt.UTC))
+        include = req.query.get("includeObject") or "Metadata"
+        table = tables.table(route.rt, objects, dt.datetime.now(dt.UTC), include)
         meta: dict[str, Any] = {"resourceVersion": str(self.server.store.revision)}
         if result is not None:
             meta["resourceVersion"] = str(result.resource_version)
@@ -351,9 +357,13 @@ class KubeAPI:
         bookmarks = _truthy(q.get("allowWatchBookmarks"))
         initial_bookmark = _truthy(q.get("sendInitialEvents")) and bookmarks
         as_table = tables.wants_table(req.headers.get("accept", ""))
-        start_response("200 OK", [("Content-Type", JSON), ("Cache-Control", "no-cache, private"),
-                                  ("X-Accel-Buffering", "no")])
-        return _WatchStream(self, route, watch, timeout, bookmarks, initial_bookmark, as_table)
+        write = start_response("200 OK", [("Content-Type", JSON), ("Cache-Control", "no-cache, private"),
+                                          ("X-Accel-Buffering", "no")])
+        # Send the headers now: clients wait for them before they read any event, and the
+        # server would otherwise hold them back until the first event.
+        write(b"")
+        include = req.query.get("includeObject") or "Metadata"
+        return _WatchStream(self, route, watch, timeout, bookmarks, initial_bookmark, include if as_table else "")
 
 
 class _WatchStream:
@@ -364,13 +374,13 @@ class _WatchStream:
 
     def __init__(
         self, api: KubeAPI, route: Route, watch: APIWatch, timeout: float, bookmarks: bool,
-        initial_bookmark: bool, as_table: bool,
+        initial_bookmark: bool, table_include: str,
     ) -> None:
         self.api, self.route, self.watch = api, route, watch
         self.deadline = time.monotonic() + timeout
         self.bookmarks = bookmarks
         self.initial_bookmark = initial_bookmark
-        self.as_table = as_table
+        self.table_include = table_include  # "" for plain objects, else a Table per event
         self._lock = threading.Lock()
 
     def __iter__(self) -> Iterator[bytes]:
@@ -400,8 +410,8 @@ class _WatchStream:
                         yield self._bookmark()
                     continue
                 etype, raw = item
-                if self.as_table:
-                    table = tables.table(rt, [orjson.loads(raw)], dt.datetime.now(dt.UTC))
+                if self.table_include:
+                    table = tables.table(rt, [orjson.loads(raw)], dt.datetime.now(dt.UTC), self.table_include)
                     raw = orjson.dumps(table)
                 yield _event_line(etype, raw)
         finally:
@@ -437,6 +447,10 @@ def _decode(req: Request, yaml_ok: bool = False) -> Any:
     if not req.body:
         raise errors.BadRequest("the request body is empty")
     ctype = req.headers.get("content-type", "")
+    if "protobuf" in ctype or "cbor" in ctype:
+        raise errors.UnsupportedMediaType(
+            f'the body of the request was in an unknown format - accepted media types include: '
+            f'application/json, application/yaml ({ctype.split(";")[0]} is not served)')
     try:
         if yaml_ok or "yaml" in ctype:
             return yaml.safe_load(req.body)

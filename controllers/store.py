@@ -238,10 +238,14 @@ class MemoryStore:
     def watcher_count(self) -> int:
         return sum(len(s) for s in self._watchers.values())
 
-    def close(self) -> None:
+    def close_watchers(self) -> None:
+        """End every open watch (their readers see the stream end and return)."""
         for ws in list(self._watchers.values()):
             for w in list(ws):
                 w.close()
+
+    def close(self) -> None:
+        self.close_watchers()
 
 
 class SQLiteStore(MemoryStore):
