@@ -30,16 +30,29 @@ from controllers.store import MemoryStore, SQLiteStore  # noqa: E402
 
 def pod(name: str, ns: str = "default") -> dict:
     return {
-        "apiVersion": "v1", "kind": "Pod",
+        "apiVersion": "v1",
+        "kind": "Pod",
         "metadata": {"name": name, "namespace": ns, "labels": {"app": "bench", "shard": str(hash(name) % 10)}},
-        "spec": {"containers": [{"name": "main", "image": "nginx:1.25",
-                                 "resources": {"requests": {"cpu": "100m", "memory": "64Mi"}}}]},
+        "spec": {
+            "containers": [
+                {"name": "main", "image": "nginx:1.25", "resources": {"requests": {"cpu": "100m", "memory": "64Mi"}}}
+            ]
+        },
     }
 
 
 def cm(name: str) -> dict:
-    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "namespace": "default"},
-            "data": {"key": "value"}}
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": name, "namespace": "default"},
+        "data": {"key": "value"},
+    }
+
+
+def ca(cluster: EmbeddedCluster) -> str:
+    assert cluster.certs is not None
+    return str(cluster.certs.ca_cert)
 
 
 def pct(values: list[float], p: float) -> float:
@@ -73,8 +86,9 @@ def bench_http(cluster: EmbeddedCluster, kubeconfig: Path, writes: int, gets: in
     def writer(t: int) -> None:
         core = k8s.CoreV1Api(config.new_client_from_config(config_file=str(kubeconfig)))
         for i in range(per_thread):
-            core.create_namespaced_config_map("default", k8s.V1ConfigMap(
-                metadata=k8s.V1ObjectMeta(name=f"h{t}-{i}"), data={"k": "v"}))
+            core.create_namespaced_config_map(
+                "default", k8s.V1ConfigMap(metadata=k8s.V1ObjectMeta(name=f"h{t}-{i}"), data={"k": "v"})
+            )
 
     threads = [threading.Thread(target=writer, args=(t,)) for t in range(8)]
     start = time.perf_counter()
@@ -85,7 +99,7 @@ def bench_http(cluster: EmbeddedCluster, kubeconfig: Path, writes: int, gets: in
     rate = per_thread * 8 / (time.perf_counter() - start)
     report("HTTP creates/s (kubernetes client, 8 threads)", rate, "writes/s", ">= 1000", rate >= 1000)
 
-    http = urllib3.PoolManager(maxsize=4)
+    http = urllib3.PoolManager(maxsize=4, ca_certs=ca(cluster))
     headers = {"Authorization": f"Bearer {cluster.token}", "Accept": "application/json"}
     url = f"{cluster.url}/api/v1/namespaces/default/configmaps/h0-1"
     lat = []
@@ -104,7 +118,7 @@ def bench_list(cluster: EmbeddedCluster, n: int) -> None:
     opts = WriteOptions(field_manager="bench")
     for i in range(n):
         cluster.api.create(rt, "bench", pod(f"p{i}", "bench"), opts)
-    http = urllib3.PoolManager()
+    http = urllib3.PoolManager(ca_certs=ca(cluster))
     headers = {"Authorization": f"Bearer {cluster.token}", "Accept": "application/json"}
     times = []
     for _ in range(5):
@@ -125,9 +139,13 @@ def bench_watch(cluster: EmbeddedCluster, watchers: int, events: int) -> None:
     ready = threading.Barrier(watchers + 1)
 
     def watch() -> None:
-        http = urllib3.PoolManager()
-        r = http.request("GET", f"{cluster.url}/api/v1/namespaces/default/configmaps?watch=1&resourceVersion={rv}"
-                         f"&timeoutSeconds=60", headers=headers, preload_content=False)
+        http = urllib3.PoolManager(ca_certs=ca(cluster))
+        r = http.request(
+            "GET",
+            f"{cluster.url}/api/v1/namespaces/default/configmaps?watch=1&resourceVersion={rv}&timeoutSeconds=60",
+            headers=headers,
+            preload_content=False,
+        )
         ready.wait()
         seen = 0
         buf = b""
@@ -159,8 +177,9 @@ def bench_watch(cluster: EmbeddedCluster, watchers: int, events: int) -> None:
     for t in threads:
         t.join(30)
     report(f"watch delivery p50 ({watchers} watchers)", pct(latencies, 0.5), "ms", "", True)
-    report(f"watch delivery p99 ({watchers} watchers)", pct(latencies, 0.99), "ms", "<= 50 ms",
-           pct(latencies, 0.99) <= 50)
+    report(
+        f"watch delivery p99 ({watchers} watchers)", pct(latencies, 0.99), "ms", "<= 50 ms", pct(latencies, 0.99) <= 50
+    )
     print(f"{'':<44} ({len(latencies)} deliveries of {watchers * events})")
 
 

@@ -44,6 +44,11 @@ class AdmissionRequest:
 class MutatingPlugin(Protocol):
     name: str
 
+    @property
+    def has_mutating(self) -> bool:
+        """Whether an object can change in admission (and so must be validated again)."""
+        return bool(self._mutating)
+
     def mutate(self, req: AdmissionRequest) -> None: ...
 
 
@@ -73,6 +78,11 @@ class AdmissionChain:
         with self._lock:
             self._mutating = tuple(p for p in self._mutating if p.name != name)
             self._validating = tuple(p for p in self._validating if p.name != name)
+
+    @property
+    def has_mutating(self) -> bool:
+        """Whether an object can change in admission (and so must be validated again)."""
+        return bool(self._mutating)
 
     def mutate(self, req: AdmissionRequest) -> None:
         for plugin in self._mutating:

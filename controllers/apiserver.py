@@ -26,8 +26,9 @@ from controllers.admission import CREATE, DELETE, UPDATE, AdmissionChain, Admiss
 from controllers.apply import server_side_apply, update_managed_fields
 from controllers.defaults import apply_defaults
 from controllers.kinds import Registry, ResourceType
+from controllers.openapi import unknown_fields
 from controllers.patch import json_patch, merge_patch, strategic_merge_patch, supports_patch_type
-from controllers.schema import type_for
+from controllers.schema import TypeNode, type_for
 from controllers.selectors import FieldSelector, LabelSelector, parse_field_selector, parse_label_selector
 from controllers.store import (
     ADDED,
@@ -111,7 +112,7 @@ class APIWatch:
         self._labels = labels
         self._fields = fields
         self._initial = initial
-        self.last_rv = watcher and 0
+        self.last_rv = 0
 
     @property
     def closed(self) -> bool:
@@ -187,6 +188,7 @@ class APIServer:
         self.registry = registry or Registry()
         self.admission = AdmissionChain()
         self._alloc_lock = threading.Lock()
+        self._nodes: dict[int, tuple[ResourceType, TypeNode | None]] = {}
         self._load_crds()
         self._cluster_ips, self._node_ports = self._used_service_addresses()
         self._ensure_bootstrap_objects()
@@ -216,7 +218,7 @@ class APIServer:
         return self._convert(rt, rec.raw)
 
     def get(self, rt: ResourceType, namespace: str, name: str) -> dict[str, Any]:
-        return orjson.loads(self.get_raw(rt, namespace, name))  # type: ignore[no-any-return]
+        return orjson.loads(self.get_raw(rt, namespace, name))
 
     def list(
         self,
@@ -302,7 +304,7 @@ class APIServer:
         self, rt: ResourceType, namespace: str, obj: dict[str, Any], opts: WriteOptions | None = None
     ) -> dict[str, Any]:
         opts = opts or WriteOptions()
-        obj = copy.deepcopy(obj)
+        obj = _clone(obj)
         self._check_type(rt, obj)
         meta = obj.setdefault("metadata", {})
         if not isinstance(meta, dict):
@@ -317,19 +319,35 @@ class APIServer:
             self._check_namespace_open(ns)
         for k in ("deletionTimestamp", "deletionGracePeriodSeconds", "managedFields"):
             meta.pop(k, None)
+        now = now_rfc3339()
         meta["uid"] = str(uuid.uuid4())
-        meta["creationTimestamp"] = now_rfc3339()
+        meta["creationTimestamp"] = now
         meta["generation"] = 1
         self._prepare_create(rt, obj)
+        self._drop_unknown_fields(rt, obj, opts)
         self._default_and_validate(rt, obj, None, opts)
-        update_managed_fields(None, obj, opts.field_manager or "unknown", "Update", now_rfc3339(), rt.api_version)
+        update_managed_fields(
+            None,
+            obj,
+            opts.field_manager or "unknown",
+            "Update",
+            now,
+            rt.api_version,
+            node=self._node(rt),
+            status_subresource=rt.has_status,
+        )
         req = AdmissionRequest(CREATE, rt, "", ns, name, obj, None, opts.dry_run, opts.user, opts.warnings)
-        self.admission.mutate(req)
-        self._default_and_validate(rt, obj, None, opts)
+        if self.admission.has_mutating:
+            self.admission.mutate(req)
+            self._default_and_validate(rt, obj, None, opts)
         self.admission.validate(req)
         if not name:
-            raise errors.invalid(rt.kind, rt.group, "", [errors.field_error(
-                "metadata.name", "name or generateName is required", "FieldValueRequired")])
+            raise errors.invalid(
+                rt.kind,
+                rt.group,
+                "",
+                [errors.field_error("metadata.name", "name or generateName is required", "FieldValueRequired")],
+            )
         self._allocate(rt, obj, None, opts.dry_run)
         if rt.kind == "CustomResourceDefinition" and rt.group == "apiextensions.k8s.io":
             self._crd_accepted(obj)
@@ -341,19 +359,22 @@ class APIServer:
             self._release(rt, obj, None)
             raise errors.already_exists(rt.plural, rt.group, name) from None
         self._after_write(rt, obj)
-        return orjson.loads(rec.raw)  # type: ignore[no-any-return]
+        return orjson.loads(rec.raw)
 
     def _check_type(self, rt: ResourceType, obj: dict[str, Any]) -> None:
         kind, api_version = obj.get("kind"), obj.get("apiVersion")
         if kind and kind != rt.kind:
             raise errors.BadRequest(f"the kind of the object ({kind}) does not match the resource ({rt.kind})")
-        if api_version and api_version != rt.api_version:
-            # Versions of one CRD share storage: accept any served version of the resource.
-            if not any(o.api_version == api_version for o in self.registry.by_group_resource(rt.group, rt.plural)):
-                raise errors.BadRequest(
-                    f"the API version in the data ({api_version}) does not match the expected API version "
-                    f"({rt.api_version})"
-                )
+        # Versions of one CRD share storage: accept any served version of the resource.
+        if (
+            api_version
+            and api_version != rt.api_version
+            and api_version not in (o.api_version for o in self.registry.by_group_resource(rt.group, rt.plural))
+        ):
+            raise errors.BadRequest(
+                f"the API version in the data ({api_version}) does not match the expected API version "
+                f"({rt.api_version})"
+            )
         obj["kind"] = rt.kind
         obj["apiVersion"] = rt.api_version
 
@@ -395,22 +416,42 @@ class APIServer:
         elif rt.has_status and not (rt.kind == "Node" and not rt.group):
             obj.pop("status", None)
 
+    def _drop_unknown_fields(self, rt: ResourceType, obj: dict[str, Any], opts: WriteOptions) -> None:
+        """Fields the kind's schema does not declare are dropped, as decoding does in the
+        apiserver; `fieldValidation` says whether that is an error (Strict), a warning
+        (Warn, the default) or silent (Ignore)."""
+        if rt.crd:
+            dropped = prune_unknown_fields(rt.schema, obj) if rt.schema else []
+        else:
+            dropped = unknown_fields(self.registry, obj)
+            for path in dropped:
+                _delete_path(obj, path)
+        if not dropped:
+            return
+        if opts.field_validation == "Strict":
+            raise errors.BadRequest(
+                f'{rt.kind} in version "{rt.version}" cannot be handled as a {rt.kind}: strict decoding '
+                "error: " + ", ".join(f'unknown field "{p}"' for p in dropped)
+            )
+        if opts.field_validation == "Warn":
+            opts.warnings.extend(f'unknown field "{p}"' for p in dropped)
+
     def _default_and_validate(
         self, rt: ResourceType, obj: dict[str, Any], old: dict[str, Any] | None, opts: WriteOptions
     ) -> None:
-        if rt.crd and rt.schema:
-            dropped = prune_unknown_fields(rt.schema, obj)
-            if dropped and opts.field_validation == "Strict":
-                raise errors.BadRequest(
-                    f'{rt.kind} in version "{rt.version}" cannot be handled as a {rt.kind}: strict decoding '
-                    "error: " + ", ".join(f'unknown field "{p}"' for p in dropped)
-                )
-            if dropped and opts.field_validation == "Warn":
-                opts.warnings.extend(f'unknown field "{p}"' for p in dropped)
         apply_defaults(rt, obj)
         causes = validate(rt, obj, old)
         if causes:
             raise errors.invalid(rt.kind, rt.group, obj.get("metadata", {}).get("name", ""), causes)
+
+    def _node(self, rt: ResourceType) -> TypeNode | None:
+        """The field-type tree of a kind (patch strategies, list keys), cached per type."""
+        hit = self._nodes.get(id(rt))
+        if hit is not None and hit[0] is rt:
+            return hit[1]
+        node = type_for(rt.api_version, rt.kind, rt.schema)
+        self._nodes[id(rt)] = (rt, node)
+        return node
 
     # ------------------------------------------------------------------ update
     def update(
@@ -427,7 +468,9 @@ class APIServer:
         self._check_type(rt, obj)
         meta = obj.setdefault("metadata", {})
         if meta.get("name") and meta["name"] != name:
-            raise errors.BadRequest(f"the name of the object ({meta['name']}) does not match the name on the URL ({name})")
+            raise errors.BadRequest(
+                f"the name of the object ({meta['name']}) does not match the name on the URL ({name})"
+            )
         rv = meta.get("resourceVersion") or ""
         expected = _parse_rv(rv) if rv else None
         ns = self._key_ns(rt, namespace)
@@ -466,21 +509,37 @@ class APIServer:
         if old_meta.get("deletionTimestamp"):
             added = set(new_meta.get("finalizers") or []) - set(old_meta.get("finalizers") or [])
             if added:
-                raise errors.invalid(rt.kind, rt.group, name, [errors.field_error(
-                    "metadata.finalizers", "no new finalizers can be added if the object is being deleted",
-                    "FieldValueForbidden")])
+                raise errors.invalid(
+                    rt.kind,
+                    rt.group,
+                    name,
+                    [
+                        errors.field_error(
+                            "metadata.finalizers",
+                            "no new finalizers can be added if the object is being deleted",
+                            "FieldValueForbidden",
+                        )
+                    ],
+                )
         if subresource != "status":
+            self._drop_unknown_fields(rt, new, opts)
             self._default_and_validate(rt, new, old, opts)
         new_meta["generation"] = old_meta.get("generation", 1) + (1 if _spec_changed(rt, old, new) else 0)
         if operation == "Update":
             update_managed_fields(
-                old, new, opts.field_manager or "unknown", "Update", now_rfc3339(), rt.api_version,
+                old,
+                new,
+                opts.field_manager or "unknown",
+                "Update",
+                now_rfc3339(),
+                rt.api_version,
                 subresource=subresource,
             )
         req = AdmissionRequest(UPDATE, rt, subresource, ns, name, new, old, opts.dry_run, opts.user, opts.warnings)
-        self.admission.mutate(req)
-        if subresource != "status":
-            self._default_and_validate(rt, new, old, opts)
+        if self.admission.has_mutating:
+            self.admission.mutate(req)
+            if subresource != "status":
+                self._default_and_validate(rt, new, old, opts)
         self.admission.validate(req)
         self._allocate(rt, new, old, opts.dry_run)
         if _same_object(old, new):
@@ -500,7 +559,7 @@ class APIServer:
             raise errors.not_found(rt.plural, rt.group, name) from None
         self._release(rt, new, old)
         self._after_write(rt, new)
-        return orjson.loads(rec.raw)  # type: ignore[no-any-return]
+        return orjson.loads(rec.raw)
 
     def _merge_for_subresource(
         self, rt: ResourceType, old: dict[str, Any], obj: dict[str, Any], subresource: str
@@ -542,8 +601,10 @@ class APIServer:
         apiserver does, unless the patch itself pins a resourceVersion."""
         opts = opts or WriteOptions()
         if patch_type not in PATCH_TYPES:
-            raise errors.UnsupportedMediaType(f"the body of the request was in an unknown format - accepted media "
-                                              f"types include: {', '.join(PATCH_TYPES)}")
+            raise errors.UnsupportedMediaType(
+                f"the body of the request was in an unknown format - accepted media "
+                f"types include: {', '.join(PATCH_TYPES)}"
+            )
         if not supports_patch_type(rt, patch_type):
             raise errors.UnsupportedMediaType(
                 f"the body of the request was in an unknown format - accepted media types include: "
@@ -577,7 +638,7 @@ class APIServer:
             raise errors.BadRequest("patch body must be a JSON object")
         if patch_type == PATCH_MERGE:
             return merge_patch(old, body)
-        return strategic_merge_patch(old, body, type_for(rt.api_version, rt.kind, rt.schema))
+        return strategic_merge_patch(old, body, self._node(rt))
 
     def _apply(
         self,
@@ -597,20 +658,33 @@ class APIServer:
         self._check_type(rt, body)
         meta = body.setdefault("metadata", {})
         if meta.get("name") and meta["name"] != name:
-            raise errors.BadRequest(f"the name of the object ({meta['name']}) does not match the name on the URL ({name})")
+            raise errors.BadRequest(
+                f"the name of the object ({meta['name']}) does not match the name on the URL ({name})"
+            )
         meta["name"] = name
-        node = type_for(rt.api_version, rt.kind, rt.schema)
+        node = self._node(rt)
         now = now_rfc3339()
         if rec is None:
             if subresource:
                 raise errors.not_found(rt.plural, rt.group, name)
-            created = server_side_apply(None, body, opts.field_manager, opts.force, node, now)
+            created = server_side_apply(
+                None, body, opts.field_manager, opts.force, node, now, status_subresource=rt.has_status
+            )
             return self._create_applied(rt, namespace, created, opts)
         old = orjson.loads(rec.raw)
         pinned = meta.get("resourceVersion")
         if pinned and pinned != str(rec.rv):
             raise errors.conflict(rt.plural, rt.group, name)
-        new = server_side_apply(old, body, opts.field_manager, opts.force, node, now, subresource=subresource)
+        new = server_side_apply(
+            old,
+            body,
+            opts.field_manager,
+            opts.force,
+            node,
+            now,
+            subresource=subresource,
+            status_subresource=rt.has_status,
+        )
         return self._update_from(
             rt, self._key_ns(rt, namespace), name, old, rec.rv, new, opts, subresource, operation="Apply"
         )
@@ -626,14 +700,13 @@ class APIServer:
         # Replace the bookkeeping entry of the create by the apply's own managedFields.
         created["metadata"]["managedFields"] = managed
         ns = self._key_ns(rt, namespace)
-        rec = self.store.update(rt.group_resource, ns, created["metadata"]["name"], created,
-                                int(created["metadata"]["resourceVersion"]))
-        return orjson.loads(rec.raw)  # type: ignore[no-any-return]
+        rec = self.store.update(
+            rt.group_resource, ns, created["metadata"]["name"], created, int(created["metadata"]["resourceVersion"])
+        )
+        return orjson.loads(rec.raw)
 
     # ------------------------------------------------------------------ delete
-    def delete(
-        self, rt: ResourceType, namespace: str, name: str, opts: DeleteOptions | None = None
-    ) -> dict[str, Any]:
+    def delete(self, rt: ResourceType, namespace: str, name: str, opts: DeleteOptions | None = None) -> dict[str, Any]:
         """Delete now, or mark for deletion when finalizers (or a graceful pod stop) must run
         first. Returns the object as it is after the call."""
         opts = opts or DeleteOptions()
@@ -646,11 +719,17 @@ class APIServer:
         if opts.precondition_uid and opts.precondition_uid != meta.get("uid"):
             raise errors.Conflict(
                 f"Precondition failed: UID in precondition: {opts.precondition_uid}, UID in object meta: "
-                f"{meta.get('uid')}", kind=rt.plural, name=name)
+                f"{meta.get('uid')}",
+                kind=rt.plural,
+                name=name,
+            )
         if opts.precondition_rv and opts.precondition_rv != meta.get("resourceVersion"):
             raise errors.Conflict(
                 f"Precondition failed: ResourceVersion in precondition: {opts.precondition_rv}, "
-                f"ResourceVersion in object meta: {meta.get('resourceVersion')}", kind=rt.plural, name=name)
+                f"ResourceVersion in object meta: {meta.get('resourceVersion')}",
+                kind=rt.plural,
+                name=name,
+            )
         req = AdmissionRequest(DELETE, rt, "", ns, name, None, obj, opts.dry_run, opts.user)
         self.admission.mutate(req)
         self.admission.validate(req)
@@ -699,7 +778,7 @@ class APIServer:
             rec = self.store.update(rt.group_resource, ns, name, obj, rv)
         except RevisionMismatch:
             raise errors.conflict(rt.plural, rt.group, name) from None
-        return orjson.loads(rec.raw)  # type: ignore[no-any-return]
+        return orjson.loads(rec.raw)
 
     def _remove(self, rt: ResourceType, ns: str, name: str, rv: int, obj: dict[str, Any]) -> dict[str, Any]:
         try:
@@ -711,7 +790,7 @@ class APIServer:
         self._release(rt, None, obj)
         if rt.kind == "CustomResourceDefinition" and rt.group == "apiextensions.k8s.io":
             self._crd_removed(obj)
-        return orjson.loads(rec.raw)  # type: ignore[no-any-return]
+        return orjson.loads(rec.raw)
 
     # ------------------------------------------------------------------ pods/binding
     def bind(self, namespace: str, name: str, binding: dict[str, Any], opts: WriteOptions | None = None) -> None:
@@ -719,8 +798,9 @@ class APIServer:
         opts = opts or WriteOptions()
         target = (binding.get("target") or {}).get("name")
         if not target:
-            raise errors.invalid("Binding", "", name, [errors.field_error("target.name", "Required value",
-                                                                          "FieldValueRequired")])
+            raise errors.invalid(
+                "Binding", "", name, [errors.field_error("target.name", "Required value", "FieldValueRequired")]
+            )
         rt = self.resource("", "v1", "pods")
         for _ in range(_PATCH_RETRIES):
             rec = self.store.get("pods", namespace, name)
@@ -731,11 +811,12 @@ class APIServer:
                 raise errors.Conflict(f"pod {name} is being deleted, cannot be assigned to a host")
             current = pod.get("spec", {}).get("nodeName")
             if current:
-                raise errors.Conflict(f"pod {name} is already assigned to node \"{current}\"")
+                raise errors.Conflict(f'pod {name} is already assigned to node "{current}"')
             pod["spec"]["nodeName"] = target
             conds = [c for c in pod.setdefault("status", {}).get("conditions", []) if c.get("type") != "PodScheduled"]
-            conds.append({"type": "PodScheduled", "status": "True", "lastProbeTime": None,
-                          "lastTransitionTime": now_rfc3339()})
+            conds.append(
+                {"type": "PodScheduled", "status": "True", "lastProbeTime": None, "lastTransitionTime": now_rfc3339()}
+            )
             pod["status"]["conditions"] = conds
             if opts.dry_run:
                 return
@@ -756,8 +837,12 @@ class APIServer:
     ) -> dict[str, Any]:
         replicas = (scale.get("spec") or {}).get("replicas")
         if not isinstance(replicas, int) or replicas < 0:
-            raise errors.invalid("Scale", "autoscaling", name, [errors.field_error(
-                "spec.replicas", f"Invalid value: {replicas}: must be greater than or equal to 0")])
+            raise errors.invalid(
+                "Scale",
+                "autoscaling",
+                name,
+                [errors.field_error("spec.replicas", f"Invalid value: {replicas}: must be greater than or equal to 0")],
+            )
         patch: dict[str, Any] = {"spec": {"replicas": replicas}}
         rv = (scale.get("metadata") or {}).get("resourceVersion")
         if rv:
@@ -794,8 +879,10 @@ class APIServer:
                 self._claim_cluster_ip(spec["clusterIP"], rt, obj, dry_run)
             if spec.get("clusterIP"):
                 spec["clusterIPs"] = [spec["clusterIP"]]
-            old_ports = {(p.get("port"), p.get("protocol", "TCP")): p.get("nodePort")
-                         for p in (old or {}).get("spec", {}).get("ports") or []}
+            old_ports = {
+                (p.get("port"), p.get("protocol", "TCP")): p.get("nodePort")
+                for p in (old or {}).get("spec", {}).get("ports") or []
+            }
             for i, port in enumerate(spec.get("ports") or []):
                 if stype not in ("NodePort", "LoadBalancer"):
                     port.pop("nodePort", None)
@@ -826,16 +913,38 @@ class APIServer:
         try:
             addr = ipaddress.ip_address(ip)
         except ValueError:
-            raise errors.invalid(rt.kind, "", name, [errors.field_error(
-                "spec.clusterIPs[0]", f'Invalid value: "{ip}": must be a valid IP address')]) from None
+            raise errors.invalid(
+                rt.kind,
+                "",
+                name,
+                [errors.field_error("spec.clusterIPs[0]", f'Invalid value: "{ip}": must be a valid IP address')],
+            ) from None
         if addr not in ipaddress.ip_network(self.SERVICE_CIDR):
-            raise errors.invalid(rt.kind, "", name, [errors.field_error(
-                "spec.clusterIPs[0]", f'Invalid value: "{ip}": provided IP is not in the valid range. The range of '
-                f"valid IPs is {self.SERVICE_CIDR}")])
+            raise errors.invalid(
+                rt.kind,
+                "",
+                name,
+                [
+                    errors.field_error(
+                        "spec.clusterIPs[0]",
+                        f'Invalid value: "{ip}": provided IP is not in the valid range. The range of '
+                        f"valid IPs is {self.SERVICE_CIDR}",
+                    )
+                ],
+            )
         if ip in self._cluster_ips:
-            raise errors.invalid(rt.kind, "", name, [errors.field_error(
-                "spec.clusterIPs", f"Invalid value: []string{{\"{ip}\"}}: failed to allocate IP {ip}: "
-                "provided IP is already allocated")])
+            raise errors.invalid(
+                rt.kind,
+                "",
+                name,
+                [
+                    errors.field_error(
+                        "spec.clusterIPs",
+                        f'Invalid value: []string{{"{ip}"}}: failed to allocate IP {ip}: '
+                        "provided IP is already allocated",
+                    )
+                ],
+            )
         if not dry_run:
             self._cluster_ips.add(ip)
 
@@ -852,12 +961,29 @@ class APIServer:
         lo, hi = self.NODE_PORT_RANGE
         name = obj.get("metadata", {}).get("name", "")
         if not lo <= port <= hi:
-            raise errors.invalid(rt.kind, "", name, [errors.field_error(
-                f"spec.ports[{i}].nodePort", f"Invalid value: {port}: provided port is not in the valid range. "
-                f"The range of valid ports is {lo}-{hi}")])
+            raise errors.invalid(
+                rt.kind,
+                "",
+                name,
+                [
+                    errors.field_error(
+                        f"spec.ports[{i}].nodePort",
+                        f"Invalid value: {port}: provided port is not in the valid range. "
+                        f"The range of valid ports is {lo}-{hi}",
+                    )
+                ],
+            )
         if port in self._node_ports:
-            raise errors.invalid(rt.kind, "", name, [errors.field_error(
-                f"spec.ports[{i}].nodePort", f"Invalid value: {port}: provided port is already allocated")])
+            raise errors.invalid(
+                rt.kind,
+                "",
+                name,
+                [
+                    errors.field_error(
+                        f"spec.ports[{i}].nodePort", f"Invalid value: {port}: provided port is already allocated"
+                    )
+                ],
+            )
         if not dry_run:
             self._node_ports.add(port)
 
@@ -899,8 +1025,10 @@ class APIServer:
             ("NamesAccepted", "NoConflicts", "no conflicts found"),
             ("Established", "InitialNamesAccepted", "the initial names have been accepted"),
         ):
-            conds.setdefault(ctype, {"type": ctype, "status": "True", "lastTransitionTime": now,
-                                     "reason": reason, "message": message})
+            conds.setdefault(
+                ctype,
+                {"type": ctype, "status": "True", "lastTransitionTime": now, "reason": reason, "message": message},
+            )
         status["conditions"] = list(conds.values())
 
     def _crd_removed(self, crd: dict[str, Any]) -> None:
@@ -930,13 +1058,19 @@ class APIServer:
         if self.store.get("services", "default", "kubernetes") is None:
             net = ipaddress.ip_network(self.SERVICE_CIDR)
             svc = {
-                "metadata": {"name": "kubernetes", "namespace": "default",
-                             "labels": {"component": "apiserver", "provider": "kubernetes"}},
-                "spec": {"clusterIP": str(net.network_address + 1),
-                         "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": 6443}]},
+                "metadata": {
+                    "name": "kubernetes",
+                    "namespace": "default",
+                    "labels": {"component": "apiserver", "provider": "kubernetes"},
+                },
+                "spec": {
+                    "clusterIP": str(net.network_address + 1),
+                    "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": 6443}],
+                },
             }
-            self.create(self.resource("", "v1", "services"), "default", svc,
-                        WriteOptions(field_manager="kube-apiserver"))
+            self.create(
+                self.resource("", "v1", "services"), "default", svc, WriteOptions(field_manager="kube-apiserver")
+            )
 
 
 def crd_types(crd: dict[str, Any]) -> list[ResourceType]:
@@ -969,6 +1103,33 @@ def crd_types(crd: dict[str, Any]) -> list[ResourceType]:
 
 
 # ---------------------------------------------------------------------- helpers
+def _clone(obj: dict[str, Any]) -> dict[str, Any]:
+    """A private deep copy of a JSON object (faster than copy.deepcopy)."""
+    try:
+        return orjson.loads(orjson.dumps(obj))  # type: ignore[no-any-return]
+    except TypeError:
+        raise errors.BadRequest("the object is not valid JSON") from None
+
+
+def _delete_path(obj: dict[str, Any], path: str) -> None:
+    """Remove `a.b[0].c` from obj (paths as the unknown-field check reports them)."""
+    steps: list[str | int] = []
+    for part in path.split("."):
+        name, _, rest = part.partition("[")
+        if name:
+            steps.append(name)
+        for idx in rest.split("[") if rest else ():
+            steps.append(int(idx.rstrip("]")))
+    cur: Any = obj
+    for step in steps[:-1]:
+        try:
+            cur = cur[step]
+        except (KeyError, IndexError, TypeError):
+            return
+    if isinstance(cur, dict):
+        cur.pop(steps[-1], None)
+
+
 def _with_manager(opts: WriteOptions, manager: str) -> WriteOptions:
     return WriteOptions(opts.dry_run, manager, opts.force, opts.field_validation, opts.user, opts.warnings)
 
@@ -1040,9 +1201,13 @@ def _scale_of(rt: ResourceType, obj: dict[str, Any]) -> dict[str, Any]:
     return {
         "kind": "Scale",
         "apiVersion": "autoscaling/v1",
-        "metadata": {"name": meta["name"], "namespace": meta.get("namespace"), "uid": meta.get("uid"),
-                     "resourceVersion": meta.get("resourceVersion"),
-                     "creationTimestamp": meta.get("creationTimestamp")},
+        "metadata": {
+            "name": meta["name"],
+            "namespace": meta.get("namespace"),
+            "uid": meta.get("uid"),
+            "resourceVersion": meta.get("resourceVersion"),
+            "creationTimestamp": meta.get("creationTimestamp"),
+        },
         "spec": {"replicas": spec.get("replicas", 0)},
         "status": {"replicas": status.get("replicas", 0), "selector": sel},
     }

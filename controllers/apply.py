@@ -36,10 +36,19 @@ _Entry = tuple[str, Any]
 _Identity = tuple[str, str, str, str]
 
 # Fields the API server never tracks: identity and server-populated metadata.
-_UNTRACKED_META = frozenset({
-    "name", "namespace", "creationTimestamp", "selfLink", "uid", "clusterName", "generation",
-    "managedFields", "resourceVersion",
-})
+_UNTRACKED_META = frozenset(
+    {
+        "name",
+        "namespace",
+        "creationTimestamp",
+        "selfLink",
+        "uid",
+        "clusterName",
+        "generation",
+        "managedFields",
+        "resourceVersion",
+    }
+)
 # Server-populated metadata an applied configuration cannot set.
 _SERVER_META = ("uid", "resourceVersion", "creationTimestamp", "generation", "selfLink", "managedFields")
 _BEFORE_FIRST_APPLY = "before-first-apply"
@@ -236,9 +245,7 @@ def _ignore_filter(subresource: str, status_subresource: bool) -> Callable[[Path
 # Walking objects into field paths
 
 
-def _paths(
-    obj: Mapping[str, Any], node: TypeNode | None, ignored: Callable[[Path], bool]
-) -> dict[Path, _Entry]:
+def _paths(obj: Mapping[str, Any], node: TypeNode | None, ignored: Callable[[Path], bool]) -> dict[Path, _Entry]:
     """Every position of `obj` as a FieldsV1 path, with how it is held."""
     out: dict[Path, _Entry] = {}
     for key, value in obj.items():
@@ -417,9 +424,7 @@ def _find_item(items: list[Any], kind: str, body: str, info: ListInfo | None) ->
     defaults = dict(info.key_defaults) if info is not None else {}
     wanted = json.loads(body)
     for n, item in enumerate(items):
-        if isinstance(item, dict) and all(
-            _json(item.get(k, defaults.get(k))) == _json(v) for k, v in wanted.items()
-        ):
+        if isinstance(item, dict) and all(_json(item.get(k, defaults.get(k))) == _json(v) for k, v in wanted.items()):
             return n
     return None
 
@@ -523,8 +528,9 @@ def _store_managers(obj: dict[str, Any], managers: dict[_Identity, _Manager]) ->
         if m.subresource:
             entry["subresource"] = m.subresource
         entries.append(entry)
-    entries.sort(key=lambda e: (e["operation"], e.get("time", ""), e["manager"], e["apiVersion"],
-                                e.get("subresource", "")))
+    entries.sort(
+        key=lambda e: (e["operation"], e.get("time", ""), e["manager"], e["apiVersion"], e.get("subresource", ""))
+    )
     meta = obj.setdefault("metadata", {})
     if entries:
         meta["managedFields"] = entries
@@ -556,12 +562,9 @@ def _path_string(path: Path) -> str:
 def _conflict_error(conflicts: list[tuple[_Manager, set[Path]]]) -> Conflict:
     """409 in the API server's words: `Apply failed with 1 conflict: conflict with
     "kubectl" using apps/v1: .spec.replicas`, one cause per field."""
-    rows = sorted(
-        (m.describe(), _path_string(path)) for m, paths in conflicts for path in paths
-    )
+    rows = sorted((m.describe(), _path_string(path)) for m, paths in conflicts for path in paths)
     causes = [
-        {"reason": "FieldManagerConflict", "message": f"conflict with {who}", "field": where}
-        for who, where in rows
+        {"reason": "FieldManagerConflict", "message": f"conflict with {who}", "field": where} for who, where in rows
     ]
     if len(rows) == 1:
         who, where = rows[0]

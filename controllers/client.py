@@ -8,6 +8,7 @@ Objects are addressed by apiVersion and kind, as controller-runtime does."""
 
 from __future__ import annotations
 
+import builtins
 import threading
 import urllib.parse
 from collections.abc import Iterator
@@ -86,9 +87,7 @@ class Client(Protocol):
 
     def update(self, obj: dict[str, Any], dry_run: bool = False, field_manager: str = "") -> dict[str, Any]: ...
 
-    def update_status(
-        self, obj: dict[str, Any], dry_run: bool = False, field_manager: str = ""
-    ) -> dict[str, Any]: ...
+    def update_status(self, obj: dict[str, Any], dry_run: bool = False, field_manager: str = "") -> dict[str, Any]: ...
 
     def patch(
         self,
@@ -105,7 +104,11 @@ class Client(Protocol):
     ) -> dict[str, Any]: ...
 
     def apply(
-        self, obj: dict[str, Any], field_manager: str, force: bool = False, dry_run: bool = False,
+        self,
+        obj: dict[str, Any],
+        field_manager: str,
+        force: bool = False,
+        dry_run: bool = False,
         subresource: str = "",
     ) -> dict[str, Any]: ...
 
@@ -228,9 +231,7 @@ class LocalClient:
         rt = self._rt(api_version, kind)
         return self.server.update(rt, namespace, name, obj, self._opts(dry_run, field_manager))
 
-    def update_status(
-        self, obj: dict[str, Any], dry_run: bool = False, field_manager: str = ""
-    ) -> dict[str, Any]:
+    def update_status(self, obj: dict[str, Any], dry_run: bool = False, field_manager: str = "") -> dict[str, Any]:
         api_version, kind, name, namespace = _meta(obj)
         rt = self._rt(api_version, kind)
         return self.server.update(rt, namespace, name, obj, self._opts(dry_run, field_manager), "status")
@@ -257,7 +258,11 @@ class LocalClient:
         return self.server.patch(rt, namespace, name, media, patch, opts, subresource)
 
     def apply(
-        self, obj: dict[str, Any], field_manager: str, force: bool = False, dry_run: bool = False,
+        self,
+        obj: dict[str, Any],
+        field_manager: str,
+        force: bool = False,
+        dry_run: bool = False,
         subresource: str = "",
     ) -> dict[str, Any]:
         api_version, kind, name, namespace = _meta(obj)
@@ -274,16 +279,27 @@ class LocalClient:
         grace_period_seconds: int | None = None,
         precondition_uid: str | None = None,
     ) -> dict[str, Any]:
-        opts = DeleteOptions(dry_run=dry_run, propagation_policy=propagation_policy,
-                             grace_period_seconds=grace_period_seconds, precondition_uid=precondition_uid)
+        opts = DeleteOptions(
+            dry_run=dry_run,
+            propagation_policy=propagation_policy,
+            grace_period_seconds=grace_period_seconds,
+            precondition_uid=precondition_uid,
+        )
         return self.server.delete(self._rt(api_version, kind), namespace, name, opts)
 
 
 # ---------------------------------------------------------------------- RemoteClient
 _ERRORS_BY_CODE: dict[int, type[errors.APIError]] = {
-    400: errors.BadRequest, 401: errors.Unauthorized, 403: errors.Forbidden, 404: errors.NotFound,
-    405: errors.MethodNotAllowed, 410: errors.Gone, 415: errors.UnsupportedMediaType, 422: errors.Invalid,
-    429: errors.TooManyRequests, 500: errors.InternalError,
+    400: errors.BadRequest,
+    401: errors.Unauthorized,
+    403: errors.Forbidden,
+    404: errors.NotFound,
+    405: errors.MethodNotAllowed,
+    410: errors.Gone,
+    415: errors.UnsupportedMediaType,
+    422: errors.Invalid,
+    429: errors.TooManyRequests,
+    500: errors.InternalError,
 }
 
 
@@ -303,8 +319,13 @@ def _error_from_status(code: int, body: bytes | str | None) -> errors.APIError:
         cls = errors.AlreadyExists if reason == "AlreadyExists" else errors.Conflict
     else:
         cls = _ERRORS_BY_CODE.get(code, errors.InternalError)
-    err = cls(message, kind=details.get("kind", ""), name=details.get("name", ""), group=details.get("group", ""),
-              causes=details.get("causes"))
+    err = cls(
+        message,
+        kind=details.get("kind", ""),
+        name=details.get("name", ""),
+        group=details.get("group", ""),
+        causes=details.get("causes"),
+    )
     err.code = code
     return err
 
@@ -363,8 +384,9 @@ class RemoteClient:
         self._lock = threading.Lock()
 
     @classmethod
-    def from_kubeconfig(cls, path: str | None = None, context: str | None = None,
-                        field_manager: str = "gitops") -> RemoteClient:
+    def from_kubeconfig(
+        cls, path: str | None = None, context: str | None = None, field_manager: str = "gitops"
+    ) -> RemoteClient:
         from kubernetes import config
 
         return cls(config.new_client_from_config(config_file=path, context=context), field_manager)
@@ -411,7 +433,7 @@ class RemoteClient:
         body: Any = None,
         content_type: str = "application/json",
         stream: bool = False,
-        timeout: float | None = None,
+        timeout: float | tuple[float, float | None] | None = None,
     ) -> Any:
         from kubernetes.client.exceptions import ApiException
 
@@ -420,8 +442,13 @@ class RemoteClient:
         raw_body = body if body is None or "json" in content_type else orjson.dumps(body)
         try:
             resp = self._dyn.request(
-                method, path, body=raw_body, serialize=False, query_params=list(query or []),
-                header_params={"Accept": "application/json"}, content_type=content_type,
+                method,
+                path,
+                body=raw_body,
+                serialize=False,
+                query_params=list(query or []),
+                header_params={"Accept": "application/json"},
+                content_type=content_type,
                 _request_timeout=timeout,
             )
         except ApiException as exc:
@@ -432,7 +459,7 @@ class RemoteClient:
 
     def get(self, api_version: str, kind: str, name: str, namespace: str = "") -> dict[str, Any]:
         info = self.resource_info(api_version, kind)
-        return self._call("GET", self._path(info, namespace, name))  # type: ignore[no-any-return]
+        return self._call("GET", self._path(info, namespace, name))
 
     def list(
         self,
@@ -487,7 +514,7 @@ class RemoteClient:
         resp = self._call("GET", self._path(info, namespace), query, stream=True, timeout=(10, read_timeout))
         return _RemoteWatch(resp)
 
-    def _write_query(self, dry_run: bool, field_manager: str, force: bool = False) -> list[tuple[str, Any]]:
+    def _write_query(self, dry_run: bool, field_manager: str, force: bool = False) -> builtins.list[tuple[str, Any]]:
         query: list[tuple[str, Any]] = [("fieldManager", field_manager or self.default_manager)]
         if dry_run:
             query.append(("dryRun", "All"))
@@ -498,23 +525,17 @@ class RemoteClient:
     def create(self, obj: dict[str, Any], dry_run: bool = False, field_manager: str = "") -> dict[str, Any]:
         api_version, kind, _, namespace = _meta(obj)
         info = self.resource_info(api_version, kind)
-        return self._call(  # type: ignore[no-any-return]
-            "POST", self._path(info, namespace), self._write_query(dry_run, field_manager), obj
-        )
+        return self._call("POST", self._path(info, namespace), self._write_query(dry_run, field_manager), obj)
 
     def update(self, obj: dict[str, Any], dry_run: bool = False, field_manager: str = "") -> dict[str, Any]:
         api_version, kind, name, namespace = _meta(obj)
         info = self.resource_info(api_version, kind)
-        return self._call(  # type: ignore[no-any-return]
-            "PUT", self._path(info, namespace, name), self._write_query(dry_run, field_manager), obj
-        )
+        return self._call("PUT", self._path(info, namespace, name), self._write_query(dry_run, field_manager), obj)
 
-    def update_status(
-        self, obj: dict[str, Any], dry_run: bool = False, field_manager: str = ""
-    ) -> dict[str, Any]:
+    def update_status(self, obj: dict[str, Any], dry_run: bool = False, field_manager: str = "") -> dict[str, Any]:
         api_version, kind, name, namespace = _meta(obj)
         info = self.resource_info(api_version, kind)
-        return self._call(  # type: ignore[no-any-return]
+        return self._call(
             "PUT", self._path(info, namespace, name, "status"), self._write_query(dry_run, field_manager), obj
         )
 
@@ -533,13 +554,20 @@ class RemoteClient:
     ) -> dict[str, Any]:
         info = self.resource_info(api_version, kind)
         media = _patch_media_type(patch_type)
-        return self._call(  # type: ignore[no-any-return]
-            "PATCH", self._path(info, namespace, name, subresource),
-            self._write_query(dry_run, field_manager, force), patch, content_type=media,
+        return self._call(
+            "PATCH",
+            self._path(info, namespace, name, subresource),
+            self._write_query(dry_run, field_manager, force),
+            patch,
+            content_type=media,
         )
 
     def apply(
-        self, obj: dict[str, Any], field_manager: str, force: bool = False, dry_run: bool = False,
+        self,
+        obj: dict[str, Any],
+        field_manager: str,
+        force: bool = False,
+        dry_run: bool = False,
         subresource: str = "",
     ) -> dict[str, Any]:
         api_version, kind, name, namespace = _meta(obj)
@@ -566,4 +594,4 @@ class RemoteClient:
             body["gracePeriodSeconds"] = grace_period_seconds
         if precondition_uid:
             body["preconditions"] = {"uid": precondition_uid}
-        return self._call("DELETE", self._path(info, namespace, name), None, body)  # type: ignore[no-any-return]
+        return self._call("DELETE", self._path(info, namespace, name), None, body)

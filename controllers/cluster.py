@@ -26,8 +26,9 @@ log = logging.getLogger(__name__)
 class EmbeddedCluster:
     """One embedded cluster. `data_dir=None` keeps everything in memory (tests)."""
 
-    def __init__(self, data_dir: str | Path | None, api_port: int = 0, host: str = "127.0.0.1",
-                 tls: bool = True) -> None:
+    def __init__(
+        self, data_dir: str | Path | None, api_port: int = 0, host: str = "127.0.0.1", tls: bool = True
+    ) -> None:
         """With `tls` (the default) the API is HTTPS with a bearer token; without it, plain
         HTTP with no authentication (kubectl sends tokens only over TLS), for loopback only."""
         self.data_dir = Path(data_dir) if data_dir else None
@@ -77,8 +78,9 @@ class EmbeddedCluster:
             "kind": "Config",
             "clusters": [{"name": "gitops", "cluster": cluster}],
             "users": [{"name": "gitops-admin", "user": user}],
-            "contexts": [{"name": "gitops", "context": {"cluster": "gitops", "user": "gitops-admin",
-                                                        "namespace": "default"}}],
+            "contexts": [
+                {"name": "gitops", "context": {"cluster": "gitops", "user": "gitops-admin", "namespace": "default"}}
+            ],
             "current-context": "gitops",
             "preferences": {},
         }

@@ -54,6 +54,7 @@ def _items(obj: Obj, key: str) -> list[Obj]:
 
 # ---------------------------------------------------------------------------- pods and templates
 
+
 def image_pull_policy(image: str) -> str:
     """Always for `:latest` or an untagged image (without a digest), IfNotPresent otherwise."""
     name, _, digest = image.partition("@")
@@ -107,10 +108,36 @@ def _default_container(c: Obj) -> None:
 
 
 _VOLUME_SOURCES = (
-    "hostPath", "emptyDir", "gcePersistentDisk", "awsElasticBlockStore", "gitRepo", "secret", "nfs", "iscsi",
-    "glusterfs", "persistentVolumeClaim", "rbd", "flexVolume", "cinder", "cephfs", "flocker", "downwardAPI",
-    "fc", "azureFile", "configMap", "vsphereVolume", "quobyte", "azureDisk", "photonPersistentDisk",
-    "projected", "portworxVolume", "scaleIO", "storageos", "csi", "ephemeral", "image",
+    "hostPath",
+    "emptyDir",
+    "gcePersistentDisk",
+    "awsElasticBlockStore",
+    "gitRepo",
+    "secret",
+    "nfs",
+    "iscsi",
+    "glusterfs",
+    "persistentVolumeClaim",
+    "rbd",
+    "flexVolume",
+    "cinder",
+    "cephfs",
+    "flocker",
+    "downwardAPI",
+    "fc",
+    "azureFile",
+    "configMap",
+    "vsphereVolume",
+    "quobyte",
+    "azureDisk",
+    "photonPersistentDisk",
+    "projected",
+    "portworxVolume",
+    "scaleIO",
+    "storageos",
+    "csi",
+    "ephemeral",
+    "image",
 )
 
 
@@ -185,17 +212,25 @@ def _default_tolerations(spec: Obj) -> None:
         tolerations = []
     for key in ("node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable"):
         covered = any(
-            isinstance(t, dict) and t.get("effect") in (None, "", "NoExecute")
+            isinstance(t, dict)
+            and t.get("effect") in (None, "", "NoExecute")
             and (t.get("key") == key or (not t.get("key") and t.get("operator") == "Exists"))
             for t in tolerations
         )
         if not covered:
-            tolerations.append({"key": key, "operator": "Exists", "effect": "NoExecute",
-                                "tolerationSeconds": _DEFAULT_TOLERATION_SECONDS})
+            tolerations.append(
+                {
+                    "key": key,
+                    "operator": "Exists",
+                    "effect": "NoExecute",
+                    "tolerationSeconds": _DEFAULT_TOLERATION_SECONDS,
+                }
+            )
     spec["tolerations"] = tolerations
 
 
 # ---------------------------------------------------------------------------- workloads
+
 
 def _default_deployment(obj: Obj) -> None:
     spec = _sub(obj, "spec")
@@ -303,8 +338,12 @@ def _generate_job_selector(meta: Obj, spec: Obj, template_meta: Obj) -> None:
     if not uid:
         return  # the apiserver sets the uid before defaulting; without it nothing is unique
     labels = _sub(template_meta, "labels")
-    for key, value in ((JOB_CONTROLLER_UID, uid), (LEGACY_JOB_CONTROLLER_UID, uid),
-                       (JOB_NAME, name), (LEGACY_JOB_NAME, name)):
+    for key, value in (
+        (JOB_CONTROLLER_UID, uid),
+        (LEGACY_JOB_CONTROLLER_UID, uid),
+        (JOB_NAME, name),
+        (LEGACY_JOB_NAME, name),
+    ):
         if value:
             labels.setdefault(key, value)
     if not spec.get("selector"):
@@ -323,6 +362,7 @@ def _default_cronjob(obj: Obj) -> None:
 
 # ---------------------------------------------------------------------------- core kinds
 
+
 def _default_service(obj: Obj) -> None:
     spec = _sub(obj, "spec")
     spec.setdefault("type", "ClusterIP")
@@ -338,7 +378,8 @@ def _default_service(obj: Obj) -> None:
             port["targetPort"] = port.get("port")
     stype = spec["type"]
     externally_accessible = stype in ("NodePort", "LoadBalancer") or (
-        stype == "ClusterIP" and bool(spec.get("externalIPs")))
+        stype == "ClusterIP" and bool(spec.get("externalIPs"))
+    )
     if externally_accessible:
         spec.setdefault("externalTrafficPolicy", "Cluster")
     if stype in ("ClusterIP", "NodePort", "LoadBalancer"):
@@ -408,6 +449,7 @@ _DEFAULTERS: dict[tuple[str, str], Callable[[Obj], None]] = {
 
 
 # ---------------------------------------------------------------------------- custom resources
+
 
 def apply_schema_defaults(schema: Obj, value: Any) -> None:
     """Structural defaulting of a custom resource: `default:` values from the schema fill

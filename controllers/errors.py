@@ -143,8 +143,9 @@ def invalid(kind: str, group: str, name: str, causes: list[dict[str, str]]) -> I
     """422 with one cause per field, in the API server's message style."""
     parts = [f"{c['field']}: {c['message']}" if c.get("field") else c["message"] for c in causes]
     qualified = f"{kind}.{group}" if group else kind
+    joined = parts[0] if len(parts) == 1 else "[" + ", ".join(parts) + "]"
     return Invalid(
-        f'{qualified} "{name}" is invalid: ' + ", ".join(parts),
+        f'{qualified} "{name}" is invalid: {joined}',
         kind=kind,
         group=group,
         name=name,

@@ -81,9 +81,7 @@ class KubeAPI:
     def _request(self, environ: dict[str, Any]) -> Request:
         path = environ.get("PATH_INFO", "/")
         query = dict(urllib.parse.parse_qsl(environ.get("QUERY_STRING", ""), keep_blank_values=True))
-        headers = {
-            k[5:].replace("_", "-").lower(): str(v) for k, v in environ.items() if k.startswith("HTTP_")
-        }
+        headers = {k[5:].replace("_", "-").lower(): str(v) for k, v in environ.items() if k.startswith("HTTP_")}
         if environ.get("CONTENT_TYPE"):
             headers["content-type"] = environ["CONTENT_TYPE"]
         user = self._authenticate(path, headers)
@@ -165,13 +163,14 @@ class KubeAPI:
         if path == "/openapi/v2":
             answer = openapi.openapi_v2_response(registry, req.headers.get("accept", ""))
             if answer is None:
-                return _respond(start_response, 406, errors.APIError(
-                    "only the protobuf form of /openapi/v2 is served").status())
+                return _respond(
+                    start_response, 406, errors.APIError("only the protobuf form of /openapi/v2 is served").status()
+                )
             return _respond_raw(start_response, 200, answer[0], answer[1])
         if path == "/openapi/v3":
             return _respond(start_response, 200, openapi.openapi_v3_index(registry))
         if path.startswith("/openapi/v3/"):
-            doc = openapi.openapi_v3_group_version_bytes(registry, path[len("/openapi/v3/"):])
+            doc = openapi.openapi_v3_group_version_bytes(registry, path[len("/openapi/v3/") :])
             if doc is None:
                 raise errors.NotFound("the server could not find the requested resource")
             return _respond_raw(start_response, 200, doc, cache=True)
@@ -199,8 +198,12 @@ class KubeAPI:
         if method == "POST":
             if route.subresource == "binding" or (route.name and route.rt.kind == "Pod" and route.subresource):
                 server.bind(route.namespace, route.name, _decode(req), opts)
-                return _respond(start_response, 201, {"kind": "Status", "apiVersion": "v1", "metadata": {},
-                                                      "status": "Success", "code": 201}, warnings=opts.warnings)
+                return _respond(
+                    start_response,
+                    201,
+                    {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201},
+                    warnings=opts.warnings,
+                )
             if route.name:
                 raise errors.MethodNotAllowed("the server does not allow this method on the requested resource")
             obj = _decode(req)
@@ -300,8 +303,12 @@ class KubeAPI:
                 deleted.append(self.server.delete(route.rt, meta.get("namespace", ""), meta["name"], dopts))
             except errors.NotFound:
                 continue
-        body = {"kind": route.rt.list_kind, "apiVersion": route.rt.api_version,
-                "metadata": {"resourceVersion": str(self.server.store.revision)}, "items": deleted}
+        body = {
+            "kind": route.rt.list_kind,
+            "apiVersion": route.rt.api_version,
+            "metadata": {"resourceVersion": str(self.server.store.revision)},
+            "items": deleted,
+        }
         return _respond(start_response, 200, body)
 
     # ------------------------------------------------------------------ list
@@ -327,7 +334,11 @@ class KubeAPI:
         return _respond_raw(start_response, 200, body)
 
     def _table(
-        self, req: Request, start_response: StartResponse, route: Route, objects: list[dict[str, Any]],
+        self,
+        req: Request,
+        start_response: StartResponse,
+        route: Route,
+        objects: list[dict[str, Any]],
         result: Any,
     ) -> Iterable[bytes]:
         include = req.query.get("includeObject") or "Metadata"
@@ -357,8 +368,9 @@ class KubeAPI:
         bookmarks = _truthy(q.get("allowWatchBookmarks"))
         initial_bookmark = _truthy(q.get("sendInitialEvents")) and bookmarks
         as_table = tables.wants_table(req.headers.get("accept", ""))
-        write = start_response("200 OK", [("Content-Type", JSON), ("Cache-Control", "no-cache, private"),
-                                          ("X-Accel-Buffering", "no")])
+        write = start_response(
+            "200 OK", [("Content-Type", JSON), ("Cache-Control", "no-cache, private"), ("X-Accel-Buffering", "no")]
+        )
         # Send the headers now: clients wait for them before they read any event, and the
         # server would otherwise hold them back until the first event.
         write(b"")
@@ -373,8 +385,14 @@ class _WatchStream:
     client goes away or the timeout ends."""
 
     def __init__(
-        self, api: KubeAPI, route: Route, watch: APIWatch, timeout: float, bookmarks: bool,
-        initial_bookmark: bool, table_include: str,
+        self,
+        api: KubeAPI,
+        route: Route,
+        watch: APIWatch,
+        timeout: float,
+        bookmarks: bool,
+        initial_bookmark: bool,
+        table_include: str,
     ) -> None:
         self.api, self.route, self.watch = api, route, watch
         self.deadline = time.monotonic() + timeout
@@ -396,8 +414,14 @@ class _WatchStream:
                 item = self.watch.next(timeout=wait)
                 if item is None:
                     if self.watch.overflowed:
-                        yield _event_line("ERROR", orjson.dumps(errors.Gone(
-                            "the watch fell too far behind; resume from the last resourceVersion").status()))
+                        yield _event_line(
+                            "ERROR",
+                            orjson.dumps(
+                                errors.Gone(
+                                    "the watch fell too far behind; resume from the last resourceVersion"
+                                ).status()
+                            ),
+                        )
                         return
                     if self.watch.closed:
                         return
@@ -449,8 +473,9 @@ def _decode(req: Request, yaml_ok: bool = False) -> Any:
     ctype = req.headers.get("content-type", "")
     if "protobuf" in ctype or "cbor" in ctype:
         raise errors.UnsupportedMediaType(
-            f'the body of the request was in an unknown format - accepted media types include: '
-            f'application/json, application/yaml ({ctype.split(";")[0]} is not served)')
+            f"the body of the request was in an unknown format - accepted media types include: "
+            f"application/json, application/yaml ({ctype.split(';')[0]} is not served)"
+        )
     try:
         if yaml_ok or "yaml" in ctype:
             return yaml.safe_load(req.body)
@@ -459,11 +484,22 @@ def _decode(req: Request, yaml_ok: bool = False) -> Any:
         raise errors.BadRequest(f"the request body could not be decoded: {exc}") from None
 
 
-_STATUS_TEXT = {200: "200 OK", 201: "201 Created", 202: "202 Accepted", 400: "400 Bad Request",
-                401: "401 Unauthorized", 403: "403 Forbidden", 404: "404 Not Found",
-                405: "405 Method Not Allowed", 409: "409 Conflict", 410: "410 Gone",
-                415: "415 Unsupported Media Type", 422: "422 Unprocessable Entity",
-                429: "429 Too Many Requests", 500: "500 Internal Server Error"}
+_STATUS_TEXT = {
+    200: "200 OK",
+    201: "201 Created",
+    202: "202 Accepted",
+    400: "400 Bad Request",
+    401: "401 Unauthorized",
+    403: "403 Forbidden",
+    404: "404 Not Found",
+    405: "405 Method Not Allowed",
+    409: "409 Conflict",
+    410: "410 Gone",
+    415: "415 Unsupported Media Type",
+    422: "422 Unprocessable Entity",
+    429: "429 Too Many Requests",
+    500: "500 Internal Server Error",
+}
 
 
 def _respond(
@@ -473,8 +509,12 @@ def _respond(
 
 
 def _respond_raw(
-    start_response: StartResponse, code: int, raw: bytes, content_type: str = JSON,
-    warnings: list[str] | None = None, cache: bool = False,
+    start_response: StartResponse,
+    code: int,
+    raw: bytes,
+    content_type: str = JSON,
+    warnings: list[str] | None = None,
+    cache: bool = False,
 ) -> list[bytes]:
     headers = [("Content-Type", content_type), ("Content-Length", str(len(raw)))]
     if cache:

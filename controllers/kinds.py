@@ -23,7 +23,14 @@ class ResourceType:
     categories: tuple[str, ...] = ()
     subresources: tuple[str, ...] = ()  # "status", "scale", "binding"
     verbs: tuple[str, ...] = (
-        "create", "delete", "deletecollection", "get", "list", "patch", "update", "watch",
+        "create",
+        "delete",
+        "deletecollection",
+        "get",
+        "list",
+        "patch",
+        "update",
+        "watch",
     )
     # For CRDs: the openAPIV3Schema of this version, the printer columns, the scale paths.
     schema: dict[str, Any] | None = field(default=None, compare=False, hash=False)
@@ -57,8 +64,16 @@ class ResourceType:
 
 _ALL = ("all",)
 _BUILTIN: tuple[ResourceType, ...] = (
-    ResourceType("", "v1", "Namespace", "namespaces", False, ("ns",), subresources=("status",),
-                 verbs=("create", "delete", "get", "list", "patch", "update", "watch")),
+    ResourceType(
+        "",
+        "v1",
+        "Namespace",
+        "namespaces",
+        False,
+        ("ns",),
+        subresources=("status",),
+        verbs=("create", "delete", "get", "list", "patch", "update", "watch"),
+    ),
     ResourceType("", "v1", "Pod", "pods", True, ("po",), _ALL, ("status", "binding")),
     ResourceType("", "v1", "Service", "services", True, ("svc",), _ALL, ("status",)),
     ResourceType("", "v1", "ConfigMap", "configmaps", True, ("cm",)),
@@ -67,11 +82,9 @@ _BUILTIN: tuple[ResourceType, ...] = (
     ResourceType("", "v1", "Event", "events", True, ("ev",)),
     ResourceType("", "v1", "Node", "nodes", False, ("no",), subresources=("status",)),
     ResourceType("", "v1", "Endpoints", "endpoints", True, ("ep",)),
-    ResourceType("", "v1", "PersistentVolumeClaim", "persistentvolumeclaims", True, ("pvc",),
-                 subresources=("status",)),
+    ResourceType("", "v1", "PersistentVolumeClaim", "persistentvolumeclaims", True, ("pvc",), subresources=("status",)),
     ResourceType("", "v1", "PersistentVolume", "persistentvolumes", False, ("pv",), subresources=("status",)),
-    ResourceType("", "v1", "ReplicationController", "replicationcontrollers", True, ("rc",), _ALL,
-                 ("status", "scale")),
+    ResourceType("", "v1", "ReplicationController", "replicationcontrollers", True, ("rc",), _ALL, ("status", "scale")),
     ResourceType("", "v1", "LimitRange", "limitranges", True, ("limits",)),
     ResourceType("", "v1", "ResourceQuota", "resourcequotas", True, ("quota",), subresources=("status",)),
     ResourceType("apps", "v1", "Deployment", "deployments", True, ("deploy",), _ALL, ("status", "scale")),
@@ -81,10 +94,12 @@ _BUILTIN: tuple[ResourceType, ...] = (
     ResourceType("apps", "v1", "ControllerRevision", "controllerrevisions", True),
     ResourceType("batch", "v1", "Job", "jobs", True, (), _ALL, ("status",)),
     ResourceType("batch", "v1", "CronJob", "cronjobs", True, ("cj",), _ALL, ("status",)),
-    ResourceType("autoscaling", "v2", "HorizontalPodAutoscaler", "horizontalpodautoscalers", True,
-                 ("hpa",), _ALL, ("status",)),
-    ResourceType("policy", "v1", "PodDisruptionBudget", "poddisruptionbudgets", True, ("pdb",),
-                 subresources=("status",)),
+    ResourceType(
+        "autoscaling", "v2", "HorizontalPodAutoscaler", "horizontalpodautoscalers", True, ("hpa",), _ALL, ("status",)
+    ),
+    ResourceType(
+        "policy", "v1", "PodDisruptionBudget", "poddisruptionbudgets", True, ("pdb",), subresources=("status",)
+    ),
     ResourceType("networking.k8s.io", "v1", "Ingress", "ingresses", True, ("ing",), subresources=("status",)),
     ResourceType("networking.k8s.io", "v1", "IngressClass", "ingressclasses", False),
     ResourceType("networking.k8s.io", "v1", "NetworkPolicy", "networkpolicies", True, ("netpol",)),
@@ -97,16 +112,36 @@ _BUILTIN: tuple[ResourceType, ...] = (
     ResourceType("rbac.authorization.k8s.io", "v1", "RoleBinding", "rolebindings", True),
     ResourceType("storage.k8s.io", "v1", "StorageClass", "storageclasses", False, ("sc",)),
     ResourceType("scheduling.k8s.io", "v1", "PriorityClass", "priorityclasses", False, ("pc",)),
-    ResourceType("apiextensions.k8s.io", "v1", "CustomResourceDefinition", "customresourcedefinitions",
-                 False, ("crd", "crds"), subresources=("status",)),
-    ResourceType("admissionregistration.k8s.io", "v1", "ValidatingWebhookConfiguration",
-                 "validatingwebhookconfigurations", False),
-    ResourceType("admissionregistration.k8s.io", "v1", "MutatingWebhookConfiguration",
-                 "mutatingwebhookconfigurations", False),
-    ResourceType("admissionregistration.k8s.io", "v1", "ValidatingAdmissionPolicy",
-                 "validatingadmissionpolicies", False, subresources=("status",)),
-    ResourceType("admissionregistration.k8s.io", "v1", "ValidatingAdmissionPolicyBinding",
-                 "validatingadmissionpolicybindings", False),
+    ResourceType(
+        "apiextensions.k8s.io",
+        "v1",
+        "CustomResourceDefinition",
+        "customresourcedefinitions",
+        False,
+        ("crd", "crds"),
+        subresources=("status",),
+    ),
+    ResourceType(
+        "admissionregistration.k8s.io", "v1", "ValidatingWebhookConfiguration", "validatingwebhookconfigurations", False
+    ),
+    ResourceType(
+        "admissionregistration.k8s.io", "v1", "MutatingWebhookConfiguration", "mutatingwebhookconfigurations", False
+    ),
+    ResourceType(
+        "admissionregistration.k8s.io",
+        "v1",
+        "ValidatingAdmissionPolicy",
+        "validatingadmissionpolicies",
+        False,
+        subresources=("status",),
+    ),
+    ResourceType(
+        "admissionregistration.k8s.io",
+        "v1",
+        "ValidatingAdmissionPolicyBinding",
+        "validatingadmissionpolicybindings",
+        False,
+    ),
 )
 
 # Groups whose preferred version differs from the only one we serve are not modelled:
@@ -120,6 +155,7 @@ class Registry:
         self._lock = threading.Lock()
         self._by_plural: dict[tuple[str, str, str], ResourceType] = {}
         self._crd_owned: dict[str, list[ResourceType]] = {}
+        self.generation = 0  # bumped on every change, so derived documents can be cached
         for rt in _BUILTIN:
             self._by_plural[(rt.group, rt.version, rt.plural)] = rt
 
@@ -129,10 +165,12 @@ class Registry:
             for rt in types:
                 self._by_plural[(rt.group, rt.version, rt.plural)] = rt
             self._crd_owned[crd_name] = types
+            self.generation += 1
 
     def remove_crd(self, crd_name: str) -> None:
         with self._lock:
             self._drop_crd_locked(crd_name)
+            self.generation += 1
 
     def _drop_crd_locked(self, crd_name: str) -> None:
         for rt in self._crd_owned.pop(crd_name, []):

@@ -21,6 +21,7 @@ import functools
 import hashlib
 import re
 import threading
+import weakref
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -326,12 +327,8 @@ def _crd_schemas(rt: ResourceType, v3: bool) -> dict[str, JSON]:
     if not rt.schema:
         schema["x-kubernetes-preserve-unknown-fields"] = True
     properties: JSON = schema.setdefault("properties", {})
-    properties.setdefault(
-        "apiVersion", {"type": "string", "description": "The versioned schema of this object."}
-    )
-    properties.setdefault(
-        "kind", {"type": "string", "description": "The REST resource this object represents."}
-    )
+    properties.setdefault("apiVersion", {"type": "string", "description": "The versioned schema of this object."})
+    properties.setdefault("kind", {"type": "string", "description": "The REST resource this object represents."})
     properties["metadata"] = _ref(f"{_META}.ObjectMeta", v3)
     schema["x-kubernetes-group-version-kind"] = _gvk_list(rt.group, rt.version, rt.kind)
     list_schema: JSON = {
@@ -442,9 +439,7 @@ def _op_id_group(rt: ResourceType) -> str:
 def _operations(rt: ResourceType, kind_def: str, list_def: str) -> Iterator[_Op]:
     """The REST operations of one resource type, as the HTTP layer serves them."""
     prefix = f"/apis/{rt.group}/{rt.version}" if rt.group else f"/api/{rt.version}"
-    collection = (
-        f"{prefix}/namespaces/{{namespace}}/{rt.plural}" if rt.namespaced else f"{prefix}/{rt.plural}"
-    )
+    collection = f"{prefix}/namespaces/{{namespace}}/{rt.plural}" if rt.namespaced else f"{prefix}/{rt.plural}"
     item = collection + "/{name}"
     scope = "Namespaced" if rt.namespaced else ""
     ids = _op_id_group(rt)
@@ -465,9 +460,7 @@ def _operations(rt: ResourceType, kind_def: str, list_def: str) -> Iterator[_Op]
                 _LIST_PARAMS,
             )
     if "create" in verbs:
-        yield _Op(
-            collection, "post", "post", f"create{ids}{scope}{rt.kind}", gvk, kind_def, kind_def, _WRITE_PARAMS
-        )
+        yield _Op(collection, "post", "post", f"create{ids}{scope}{rt.kind}", gvk, kind_def, kind_def, _WRITE_PARAMS)
     if "deletecollection" in verbs:
         yield _Op(
             collection,
@@ -675,11 +668,7 @@ def _pb_schema(schema: JSON) -> bytes:
         if isinstance(schema.get("properties"), dict):
             named = b"".join(_pb_named(1, k, _pb_schema(v)) for k, v in schema["properties"].items())
             out.append(_pb_bytes(25, named))
-    out += [
-        _pb_named(31, k, _pb_str(2, orjson.dumps(v).decode()))
-        for k, v in schema.items()
-        if k.startswith("x-")
-    ]
+    out += [_pb_named(31, k, _pb_str(2, orjson.dumps(v).decode())) for k, v in schema.items() if k.startswith("x-")]
     return b"".join(out)
 
 
@@ -787,8 +776,28 @@ class _Documents:
             }
         }
         self._v2: tuple[JSON, bytes] | None = None
+        self._kind_schemas: dict[tuple[str, str], tuple[JSON, dict[str, JSON]] | None] = {}
         self._v2_protobuf: bytes | None = None
         self._lock = threading.Lock()
+
+    def kind_schema(self, api_version: str, kind: str) -> tuple[JSON, dict[str, JSON]] | None:
+        """The v3 schema of a kind, with the schemas its references resolve in."""
+        key = (api_version, kind)
+        if key not in self._kind_schemas:
+            self._kind_schemas[key] = self._find_kind_schema(api_version, kind)
+        return self._kind_schemas[key]
+
+    def _find_kind_schema(self, api_version: str, kind: str) -> tuple[JSON, dict[str, JSON]] | None:
+        group, _, version = api_version.rpartition("/")
+        entry = self.v3.get(_gv_key(api_version))
+        if entry is None:
+            return None
+        schemas: dict[str, JSON] = entry[0]["components"]["schemas"]
+        gvk = {"group": group, "kind": kind, "version": version}
+        for schema in schemas.values():
+            if gvk in schema.get("x-kubernetes-group-version-kind", []):
+                return schema, schemas
+        return None
 
     def v2(self) -> tuple[JSON, bytes]:
         with self._lock:
@@ -816,10 +825,24 @@ _cache: OrderedDict[tuple[tuple[ResourceType, int], ...], _Documents] = OrderedD
 _cache_lock = threading.Lock()
 
 
+_by_registry: weakref.WeakKeyDictionary[Registry, tuple[int, _Documents]] = weakref.WeakKeyDictionary()
+
+
 def _documents(registry: Registry) -> _Documents:
-    """The cached documents for the registry's current types. The key holds the types (and
-    through them their CRD schemas), so the schema identity in it cannot be reused while
-    the entry lives; a CRD update replaces its types and so misses the cache."""
+    """The cached documents for the registry's current types. Every write asks for them
+    (field validation), so the registry's generation is checked first; on a change the
+    key holds the types (and through them their CRD schemas), so the schema identity in
+    it cannot be reused while the entry lives."""
+    generation = registry.generation
+    hit = _by_registry.get(registry)
+    if hit is not None and hit[0] == generation:
+        return hit[1]
+    docs = _documents_for_types(registry)
+    _by_registry[registry] = (generation, docs)
+    return docs
+
+
+def _documents_for_types(registry: Registry) -> _Documents:
     types = sorted(registry.all(), key=lambda rt: (rt.group, rt.version, rt.plural))
     key = tuple((rt, id(rt.schema)) for rt in types)
     with _cache_lock:
@@ -890,21 +913,12 @@ def unknown_fields(registry: Registry, obj: JSON) -> list[str]:
 
     Fields under `x-kubernetes-preserve-unknown-fields` and free-form maps are never unknown.
     An object whose kind is not registered has no unknown fields here: it fails elsewhere."""
-    rt = registry.by_kind(str(obj.get("apiVersion", "")), str(obj.get("kind", "")))
-    if rt is None:
+    found = _documents(registry).kind_schema(str(obj.get("apiVersion", "")), str(obj.get("kind", "")))
+    if found is None:
         return []
-    doc = openapi_v3_group_version(registry, rt.group_version)
-    if doc is None:
-        return []
-    schemas: dict[str, JSON] = doc["components"]["schemas"]
-    for schema in schemas.values():
-        if {"group": rt.group, "kind": rt.kind, "version": rt.version} in schema.get(
-            "x-kubernetes-group-version-kind", []
-        ):
-            out: list[str] = []
-            _walk_unknown(obj, schema, schemas, "", out)
-            return out
-    return []
+    out: list[str] = []
+    _walk_unknown(obj, found[0], found[1], "", out)
+    return out
 
 
 def _resolve(schema: JSON, schemas: dict[str, JSON]) -> JSON:

@@ -134,9 +134,9 @@ def _merge_map(orig: dict[str, Any], patch: Mapping[str, Any], node: TypeNode | 
         if key in (_DIRECTIVE, _RETAIN_KEYS):
             continue
         if key.startswith(_SET_ORDER):
-            orders[key[len(_SET_ORDER):]] = value
+            orders[key[len(_SET_ORDER) :]] = value
         elif key.startswith(_DELETE_PRIMITIVES):
-            deletions[key[len(_DELETE_PRIMITIVES):]] = value
+            deletions[key[len(_DELETE_PRIMITIVES) :]] = value
         else:
             rest[key] = value
 
@@ -280,9 +280,7 @@ def _set_element_order(
     return _normalize_order(merged, order_ids, server, ident)
 
 
-def _normalize_order(
-    merged: list[Any], wanted: list[str], server: list[str], ident: Callable[[Any], str]
-) -> list[Any]:
+def _normalize_order(merged: list[Any], wanted: list[str], server: list[str], ident: Callable[[Any], str]) -> list[Any]:
     """Items named in `wanted` take that order; the others keep their live order and are
     slotted in before the first wanted item that comes after them in the live list."""
     rank: dict[str, int] = {}

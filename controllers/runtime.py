@@ -8,6 +8,7 @@ the desired state and returns (requeue after N seconds, or done). No sleep-and-p
 
 from __future__ import annotations
 
+import builtins
 import heapq
 import logging
 import random
@@ -110,7 +111,7 @@ class Indexer:
     def get(self, key: str) -> Obj | None:
         return self._items.get(key)
 
-    def keys(self) -> list[str]:
+    def list_keys(self) -> list[str]:
         with self._lock:
             return list(self._items)
 
@@ -120,7 +121,7 @@ class Indexer:
                 return list(self._items.values())
         return self.by_index("namespace", namespace)
 
-    def by_index(self, name: str, value: str) -> list[Obj]:
+    def by_index(self, name: str, value: str) -> builtins.list[Obj]:
         with self._lock:
             return [self._items[k] for k in self._indexes[name].get(value, ()) if k in self._items]
 
@@ -210,8 +211,13 @@ class Informer:
         token = ""
         while True:
             page = self.client.list(
-                self.api_version, self.kind, self.namespace, self.label_selector, self.field_selector,
-                limit=self.page_size, continue_token=token,
+                self.api_version,
+                self.kind,
+                self.namespace,
+                self.label_selector,
+                self.field_selector,
+                limit=self.page_size,
+                continue_token=token,
             )
             items.extend(page.get("items") or [])
             token = (page.get("metadata") or {}).get("continue") or ""
@@ -225,7 +231,7 @@ class Informer:
     def _replace(self, items: list[Obj]) -> None:
         """Swap in a fresh listing, telling handlers what appeared, changed and vanished."""
         fresh = {object_key(o): o for o in items}
-        for key in self.cache.keys():
+        for key in self.cache.list_keys():
             if key not in fresh:
                 old = self.cache.remove(key)
                 if old is not None:
@@ -239,8 +245,14 @@ class Informer:
 
     def _watch_once(self) -> None:
         w = self.client.watch(
-            self.api_version, self.kind, self.namespace, self.last_rv, self.label_selector, self.field_selector,
-            timeout_seconds=300 + random.uniform(0, 60), allow_bookmarks=True,
+            self.api_version,
+            self.kind,
+            self.namespace,
+            self.last_rv,
+            self.label_selector,
+            self.field_selector,
+            timeout_seconds=300 + random.uniform(0, 60),
+            allow_bookmarks=True,
         )
         self._watch = w
         try:

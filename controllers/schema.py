@@ -151,19 +151,30 @@ _LISTS: dict[tuple[str, str], ListInfo] = {
 }
 
 # `+mapType=atomic` maps: a selector is one decision, not a set of independent keys.
-_ATOMIC_MAPS = frozenset({
-    ("V1PodSpec", "nodeSelector"),
-    ("V1ServiceSpec", "selector"),
-    ("V1ReplicationControllerSpec", "selector"),
-})
+_ATOMIC_MAPS = frozenset(
+    {
+        ("V1PodSpec", "nodeSelector"),
+        ("V1ServiceSpec", "selector"),
+        ("V1ReplicationControllerSpec", "selector"),
+    }
+)
 
 # `+structType=atomic` structs: references and selectors are owned whole.
-_ATOMIC_STRUCTS = frozenset({
-    "V1LabelSelector", "V1NodeSelector", "V1NodeSelectorTerm", "V1TopologySelectorTerm",
-    "V1ObjectReference", "V1LocalObjectReference", "V1TypedLocalObjectReference",
-    "V1ConfigMapKeySelector", "V1SecretKeySelector", "V1ObjectFieldSelector",
-    "V1ResourceFieldSelector",
-})
+_ATOMIC_STRUCTS = frozenset(
+    {
+        "V1LabelSelector",
+        "V1NodeSelector",
+        "V1NodeSelectorTerm",
+        "V1TopologySelectorTerm",
+        "V1ObjectReference",
+        "V1LocalObjectReference",
+        "V1TypedLocalObjectReference",
+        "V1ConfigMapKeySelector",
+        "V1SecretKeySelector",
+        "V1ObjectFieldSelector",
+        "V1ResourceFieldSelector",
+    }
+)
 
 _PRIMITIVES = frozenset({"str", "int", "float", "bool", "bytes", "datetime", "date", "object"})
 

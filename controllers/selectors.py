@@ -25,8 +25,7 @@ _DNS1123_LABEL_FMT = "[a-z0-9]([-a-z0-9]*[a-z0-9])?"
 DNS1123_SUBDOMAIN_FMT = _DNS1123_LABEL_FMT + "(\\." + _DNS1123_LABEL_FMT + ")*"
 _DNS1123_SUBDOMAIN_RE = re.compile(f"^{DNS1123_SUBDOMAIN_FMT}$")
 _QNAME_MSG = (
-    "must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an "
-    "alphanumeric character"
+    "must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character"
 )
 
 
@@ -48,11 +47,14 @@ def dns1123_subdomain_errors(value: str) -> list[str]:
     if len(value) > 253:
         errs.append(max_len_error(253))
     if not _DNS1123_SUBDOMAIN_RE.match(value):
-        errs.append(regex_error(
-            "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', "
-            "and must start and end with an alphanumeric character",
-            DNS1123_SUBDOMAIN_FMT, "example.com",
-        ))
+        errs.append(
+            regex_error(
+                "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', "
+                "and must start and end with an alphanumeric character",
+                DNS1123_SUBDOMAIN_FMT,
+                "example.com",
+            )
+        )
     return errs
 
 
@@ -69,8 +71,11 @@ def qualified_name_errors(value: str) -> list[str]:
         else:
             errs.extend("prefix part " + m for m in dns1123_subdomain_errors(prefix))
     else:
-        return ["a qualified name " + regex_error(_QNAME_MSG, _QNAME_CHARS, "MyName", "my.name", "123-abc")
-                + " with an optional DNS subdomain prefix and '/' (e.g. 'example.com/MyName')"]
+        return [
+            "a qualified name "
+            + regex_error(_QNAME_MSG, _QNAME_CHARS, "MyName", "my.name", "123-abc")
+            + " with an optional DNS subdomain prefix and '/' (e.g. 'example.com/MyName')"
+        ]
     if not name:
         errs.append("name part must be non-empty")
     elif len(name) > 63:
@@ -86,11 +91,16 @@ def label_value_errors(value: str) -> list[str]:
     if len(value) > 63:
         errs.append(max_len_error(63))
     if not _LABEL_VALUE_RE.match(value):
-        errs.append(regex_error(
-            "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', "
-            "and must start and end with an alphanumeric character",
-            _LABEL_VALUE_FMT, "MyValue", "my_value", "12345",
-        ))
+        errs.append(
+            regex_error(
+                "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', "
+                "and must start and end with an alphanumeric character",
+                _LABEL_VALUE_FMT,
+                "MyValue",
+                "my_value",
+                "12345",
+            )
+        )
     return errs
 
 
@@ -167,7 +177,6 @@ class LabelSelector:
         return "LabelSelector(<nothing>)" if self._nothing else f"LabelSelector({str(self)!r})"
 
 
-
 def new_requirement(key: str, operator: str, values: Sequence[str] = ()) -> Requirement:
     """A validated requirement; BadRequest in the apiserver's words when it is malformed."""
     problems = [f'key: Invalid value: "{key}": {m}' for m in qualified_name_errors(key)]
@@ -179,8 +188,9 @@ def new_requirement(key: str, operator: str, values: Sequence[str] = ()) -> Requ
         try:
             int(values[0])
         except ValueError:
-            problems.append(f'values[0]: Invalid value: "{values[0]}": for \'Gt\', \'Lt\' operators, the '
-                            "value must be an integer")
+            problems.append(
+                f"values[0]: Invalid value: \"{values[0]}\": for 'Gt', 'Lt' operators, the value must be an integer"
+            )
     else:
         for i, v in enumerate(values):
             problems.extend(f'values[{i}][{key}]: Invalid value: "{v}": {m}' for m in label_value_errors(v))
@@ -313,14 +323,28 @@ def label_selector_from_dict(selector: Mapping[str, Any] | None) -> LabelSelecto
 _META = {"metadata.name": "", "metadata.namespace": ""}
 _FIELDS: dict[tuple[str, str], dict[str, str]] = {
     ("", "Pod"): {
-        **_META, "spec.nodeName": "", "spec.restartPolicy": "", "spec.schedulerName": "",
-        "spec.serviceAccountName": "", "spec.hostNetwork": "bool", "status.phase": "", "status.podIP": "",
+        **_META,
+        "spec.nodeName": "",
+        "spec.restartPolicy": "",
+        "spec.schedulerName": "",
+        "spec.serviceAccountName": "",
+        "spec.hostNetwork": "bool",
+        "status.phase": "",
+        "status.podIP": "",
         "status.nominatedNodeName": "",
     },
     ("", "Event"): {
-        **_META, "involvedObject.kind": "", "involvedObject.namespace": "", "involvedObject.name": "",
-        "involvedObject.uid": "", "involvedObject.apiVersion": "", "involvedObject.resourceVersion": "",
-        "involvedObject.fieldPath": "", "reason": "", "reportingComponent": "", "source": "source.component",
+        **_META,
+        "involvedObject.kind": "",
+        "involvedObject.namespace": "",
+        "involvedObject.name": "",
+        "involvedObject.uid": "",
+        "involvedObject.apiVersion": "",
+        "involvedObject.resourceVersion": "",
+        "involvedObject.fieldPath": "",
+        "reason": "",
+        "reportingComponent": "",
+        "source": "source.component",
         "type": "",
     },
     ("", "Secret"): {**_META, "type": ""},
@@ -376,14 +400,13 @@ class FieldSelector:
         return all(r.matches(obj) for r in self.requirements)
 
 
-
 def _split_unescaped(text: str) -> list[str]:
     """Split on commas that are not backslash-escaped, keeping escapes for the next step."""
     parts, cur, i = [], [], 0
     while i < len(text):
         ch = text[i]
         if ch == "\\" and i + 1 < len(text):
-            cur.append(text[i:i + 2])
+            cur.append(text[i : i + 2])
             i += 2
             continue
         if ch == ",":
@@ -419,7 +442,7 @@ def _split_term(term: str) -> tuple[str, str, str] | None:
     for i in range(len(term)):
         for op in ("!=", "==", "="):
             if term.startswith(op, i):
-                return term[:i], op, term[i + len(op):]
+                return term[:i], op, term[i + len(op) :]
     return None
 
 
@@ -430,9 +453,7 @@ def supported_fields(rt: ResourceType, selectable_fields: Sequence[str] = ()) ->
     return _FIELDS.get((rt.group, rt.kind), _META)
 
 
-def parse_field_selector(
-    text: str | None, rt: ResourceType, selectable_fields: Sequence[str] = ()
-) -> FieldSelector:
+def parse_field_selector(text: str | None, rt: ResourceType, selectable_fields: Sequence[str] = ()) -> FieldSelector:
     """Parse `metadata.name=x,spec.nodeName!=,status.phase==Running` for resource type `rt`.
 
     `selectable_fields` are a CRD version's `selectableFields[].jsonPath`s."""

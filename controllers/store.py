@@ -9,6 +9,7 @@ committed to a WAL-mode database before the caller hears back, so it survives ki
 
 from __future__ import annotations
 
+import builtins
 import collections
 import sqlite3
 import threading
@@ -50,7 +51,7 @@ class Record:
     raw: bytes
 
     def obj(self) -> dict[str, Any]:
-        return orjson.loads(self.raw)  # type: ignore[no-any-return]
+        return orjson.loads(self.raw)
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,7 +157,7 @@ class MemoryStore:
     def count(self, resource: str) -> int:
         return len(self._data.get(resource, ()))
 
-    def resources(self) -> list[str]:
+    def resources(self) -> builtins.list[str]:
         return [r for r, b in self._data.items() if b]
 
     # -- writes --------------------------------------------------------------------------
@@ -167,9 +168,7 @@ class MemoryStore:
                 raise KeyExists(name)
             return self._write(ADDED, resource, namespace, name, obj, None)
 
-    def update(
-        self, resource: str, namespace: str, name: str, obj: dict[str, Any], expected_rv: int | None
-    ) -> Record:
+    def update(self, resource: str, namespace: str, name: str, obj: dict[str, Any], expected_rv: int | None) -> Record:
         """Replace the object if it is still at `expected_rv` (None: unconditionally)."""
         with self._lock:
             current = self.get(resource, namespace, name)
@@ -261,6 +260,9 @@ class SQLiteStore(MemoryStore):
         self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
+        # One process owns a data dir: exclusive locking skips the per-transaction shared
+        # lock work and makes a second `gitops up` on the same dir fail instead of racing.
+        self._db.execute("PRAGMA locking_mode=EXCLUSIVE")
         self._db.execute(
             "CREATE TABLE IF NOT EXISTS objects (resource TEXT NOT NULL, namespace TEXT NOT NULL, "
             "name TEXT NOT NULL, rv INTEGER NOT NULL, data BLOB NOT NULL, "

@@ -369,9 +369,7 @@ def _replica_set_row(obj: JSON, now: dt.datetime) -> Row:
     status = obj.get("status") or {}
     names, images = _containers(_get(obj, "spec", "template", "spec"))
     selector = _get(obj, "spec", "selector")
-    selector_text = (
-        format_labels(selector) if obj.get("kind") == "ReplicationController" else format_selector(selector)
-    )
+    selector_text = format_labels(selector) if obj.get("kind") == "ReplicationController" else format_selector(selector)
     return [
         _name(obj),
         _replicas(obj),
@@ -414,9 +412,7 @@ def _daemon_set_row(obj: JSON, now: dt.datetime) -> Row:
 
 
 def _condition_true(obj: JSON, type_: str) -> bool:
-    return any(
-        c.get("type") == type_ and c.get("status") == "True" for c in _get(obj, "status", "conditions") or []
-    )
+    return any(c.get("type") == type_ and c.get("status") == "True" for c in _get(obj, "status", "conditions") or [])
 
 
 def _job_row(obj: JSON, now: dt.datetime) -> Row:
@@ -546,9 +542,7 @@ def _service_external_ip(obj: JSON) -> str:
     if svc_type == "LoadBalancer":
         ingress = _get(obj, "status", "loadBalancer", "ingress") or []
         lb = list(
-            dict.fromkeys(
-                str(i.get("ip") or i.get("hostname")) for i in ingress if i.get("ip") or i.get("hostname")
-            )
+            dict.fromkeys(str(i.get("ip") or i.get("hostname")) for i in ingress if i.get("ip") or i.get("hostname"))
         )
         return ",".join(lb + external) or "<pending>"
     if svc_type == "ExternalName":
@@ -562,9 +556,7 @@ def _service_row(obj: JSON, now: dt.datetime) -> Row:
     ports = []
     for p in spec.get("ports") or []:
         proto = p.get("protocol") or "TCP"
-        ports.append(
-            f"{p.get('port')}:{p['nodePort']}/{proto}" if p.get("nodePort") else f"{p.get('port')}/{proto}"
-        )
+        ports.append(f"{p.get('port')}:{p['nodePort']}/{proto}" if p.get("nodePort") else f"{p.get('port')}/{proto}")
     return [
         _name(obj),
         spec.get("type") or "ClusterIP",
@@ -597,9 +589,7 @@ def _endpoints_text(obj: JSON) -> str:
             list(addresses)
             if not ports
             else [
-                f"[{ip}]:{p.get('port')}" if ":" in ip else f"{ip}:{p.get('port')}"
-                for p in ports
-                for ip in addresses
+                f"[{ip}]:{p.get('port')}" if ":" in ip else f"{ip}:{p.get('port')}" for p in ports for ip in addresses
             ]
         )
         count += len(pairs)
@@ -619,9 +609,7 @@ def _ingress_row(obj: JSON, now: dt.datetime) -> Row:
         hosts_text += f" + {len(rules) - 3} more..."
     ingress = _get(obj, "status", "loadBalancer", "ingress") or []
     address = ",".join(
-        dict.fromkeys(
-            str(i.get("ip") or i.get("hostname")) for i in ingress if i.get("ip") or i.get("hostname")
-        )
+        dict.fromkeys(str(i.get("ip") or i.get("hostname")) for i in ingress if i.get("ip") or i.get("hostname"))
     )
     return [
         _name(obj),
@@ -638,10 +626,7 @@ def _endpoint_slice_row(obj: JSON, now: dt.datetime) -> Row:
         text = ",".join(items[:3])
         return f"{text} + {len(items) - 3} more..." if len(items) > 3 else text or "<unset>"
 
-    ports = [
-        str(p["port"]) if p.get("port") is not None else str(p.get("name") or "*")
-        for p in obj.get("ports") or []
-    ]
+    ports = [str(p["port"]) if p.get("port") is not None else str(p.get("name") or "*") for p in obj.get("ports") or []]
     addresses = [str(a) for e in obj.get("endpoints") or [] for a in e.get("addresses") or []]
     return [_name(obj), obj.get("addressType", ""), more(ports), more(addresses), _created(obj, now)]
 
@@ -664,9 +649,7 @@ def _node_row(obj: JSON, now: dt.datetime) -> Row:
     info = status.get("nodeInfo") or {}
 
     def address(kind: str) -> str:
-        return next(
-            (a.get("address") for a in status.get("addresses") or [] if a.get("type") == kind), "<none>"
-        )
+        return next((a.get("address") for a in status.get("addresses") or [] if a.get("type") == kind), "<none>")
 
     return [
         _name(obj),
@@ -824,17 +807,11 @@ def _hpa_metrics(obj: JSON) -> str:
                 if now_value.get("averageUtilization") is not None
                 else "<unknown>"
             )
-            want = (
-                f"{target['averageUtilization']}%"
-                if target.get("averageUtilization") is not None
-                else "<auto>"
-            )
+            want = f"{target['averageUtilization']}%" if target.get("averageUtilization") is not None else "<auto>"
             shown.append(f"{prefix}{have}/{want}")
         elif target.get("averageValue") is not None:
             avg = " (avg)" if kind in ("Object", "External") else ""
-            shown.append(
-                f"{prefix}{now_value.get('averageValue', '<unknown>')}/{target['averageValue']}{avg}"
-            )
+            shown.append(f"{prefix}{now_value.get('averageValue', '<unknown>')}/{target['averageValue']}{avg}")
         else:
             shown.append(f"{prefix}{now_value.get('value', '<unknown>')}/{target.get('value', '<unknown>')}")
     text = ", ".join(shown[:2])
@@ -1142,9 +1119,7 @@ _PRINTERS: dict[tuple[str, str], _Printer] = {
         _simple(lambda o: len(o.get("webhooks") or [])),
     ),
 }
-_PRINTERS[("rbac.authorization.k8s.io", "ClusterRoleBinding")] = _PRINTERS[
-    ("rbac.authorization.k8s.io", "RoleBinding")
-]
+_PRINTERS[("rbac.authorization.k8s.io", "ClusterRoleBinding")] = _PRINTERS[("rbac.authorization.k8s.io", "RoleBinding")]
 _PRINTERS[("admissionregistration.k8s.io", "MutatingWebhookConfiguration")] = _PRINTERS[
     ("admissionregistration.k8s.io", "ValidatingWebhookConfiguration")
 ]
@@ -1253,8 +1228,7 @@ def _custom_printer(rt: ResourceType) -> _Printer:
     defs = [_name_col()]
     for c in columns:
         description = (
-            c.get("description")
-            or f"Custom resource definition column (in JSONPath format): {c.get('jsonPath', '')}"
+            c.get("description") or f"Custom resource definition column (in JSONPath format): {c.get('jsonPath', '')}"
         )
         defs.append(
             _col(

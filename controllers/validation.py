@@ -57,6 +57,7 @@ _MAX_SECRET_BYTES = 1024 * 1024
 
 # ---------------------------------------------------------------------------- value rendering
 
+
 class GoValue(str):
     """A value already rendered the way Go's `%#v` prints it (structs, maps, slices)."""
 
@@ -108,20 +109,28 @@ def go_label_selector(selector: Mapping[str, Any] | None) -> GoValue:
     if exprs is None:
         rendered = "[]v1.LabelSelectorRequirement(nil)"
     else:
-        rendered = "[]v1.LabelSelectorRequirement{" + ", ".join(
-            f"v1.LabelSelectorRequirement{{Key:{_q(e.get('key', ''))}, Operator:{_q(e.get('operator', ''))}, "
-            f"Values:{go_strings(e.get('values'))}}}" for e in exprs) + "}"
-    return GoValue(f"v1.LabelSelector{{MatchLabels:{go_string_map(selector.get('matchLabels'))}, "
-                   f"MatchExpressions:{rendered}}}")
+        rendered = (
+            "[]v1.LabelSelectorRequirement{"
+            + ", ".join(
+                f"v1.LabelSelectorRequirement{{Key:{_q(e.get('key', ''))}, Operator:{_q(e.get('operator', ''))}, "
+                f"Values:{go_strings(e.get('values'))}}}"
+                for e in exprs
+            )
+            + "}"
+        )
+    return GoValue(
+        f"v1.LabelSelector{{MatchLabels:{go_string_map(selector.get('matchLabels'))}, MatchExpressions:{rendered}}}"
+    )
 
 
 def go_int_or_string(value: Any) -> GoValue:
     if isinstance(value, str):
-        return GoValue(f'intstr.IntOrString{{Type:1, IntVal:0, StrVal:{_q(value)}}}')
+        return GoValue(f"intstr.IntOrString{{Type:1, IntVal:0, StrVal:{_q(value)}}}")
     return GoValue(f'intstr.IntOrString{{Type:0, IntVal:{int(value or 0)}, StrVal:""}}')
 
 
 # ---------------------------------------------------------------------------- error collection
+
 
 def _go_json_type(value: Any) -> str:
     """How encoding/json names a JSON value it cannot put into a Go string."""
@@ -197,8 +206,10 @@ class Errors:
             return
         for key, value in labels.items():
             if value is not None and not isinstance(value, str):
-                raise self.decode_error(f"json: cannot unmarshal {_go_json_type(value)} into Go struct field "
-                                        f"{go_struct}.{path} of type string")
+                raise self.decode_error(
+                    f"json: cannot unmarshal {_go_json_type(value)} into Go struct field "
+                    f"{go_struct}.{path} of type string"
+                )
             for msg in qualified_name_errors(key):
                 self.invalid(path, key, msg)
             for msg in label_value_errors(value or ""):
@@ -210,8 +221,10 @@ class Errors:
         total = 0
         for key, value in annotations.items():
             if value is not None and not isinstance(value, str):
-                raise self.decode_error(f"json: cannot unmarshal {_go_json_type(value)} into Go struct field "
-                                        f"ObjectMeta.{path} of type string")
+                raise self.decode_error(
+                    f"json: cannot unmarshal {_go_json_type(value)} into Go struct field "
+                    f"ObjectMeta.{path} of type string"
+                )
             for msg in qualified_name_errors(key.lower()):
                 self.invalid(path, key, msg)
             total += len(key) + len(str(value))
@@ -222,8 +235,9 @@ class Errors:
         if new != old:
             self.invalid(path, new if shown is None else shown, IMMUTABLE)
 
-    def one_of(self, obj: Mapping[str, Any], key: str, path: str, supported: Sequence[str],
-               required: bool = True) -> None:
+    def one_of(
+        self, obj: Mapping[str, Any], key: str, path: str, supported: Sequence[str], required: bool = True
+    ) -> None:
         """Enum field: Required when empty (if it must be set), NotSupported when unknown."""
         value = obj.get(key)
         if value in (None, ""):
@@ -252,9 +266,15 @@ def dns1123_label_errors(value: str) -> list[str]:
     if len(value) > 63:
         errs.append(max_len_error(63))
     if not _DNS1123_LABEL_RE.match(value):
-        errs.append(regex_error(
-            "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must "
-            "start and end with an alphanumeric character", _DNS1123_LABEL_FMT, "my-name", "123-abc"))
+        errs.append(
+            regex_error(
+                "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must "
+                "start and end with an alphanumeric character",
+                _DNS1123_LABEL_FMT,
+                "my-name",
+                "123-abc",
+            )
+        )
     return errs
 
 
@@ -263,10 +283,15 @@ def dns1035_label_errors(value: str) -> list[str]:
     if len(value) > 63:
         errs.append(max_len_error(63))
     if not _DNS1035_LABEL_RE.match(value):
-        errs.append(regex_error(
-            "a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with an "
-            "alphabetic character, and end with an alphanumeric character", _DNS1035_LABEL_FMT, "my-name",
-            "abc-123"))
+        errs.append(
+            regex_error(
+                "a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with an "
+                "alphabetic character, and end with an alphanumeric character",
+                _DNS1035_LABEL_FMT,
+                "my-name",
+                "abc-123",
+            )
+        )
     return errs
 
 
@@ -282,8 +307,15 @@ def config_key_errors(value: str) -> list[str]:
     if len(value) > 253:
         errs.append(max_len_error(253))
     if not _CONFIG_KEY_RE.match(value):
-        errs.append(regex_error("a valid config key must consist of alphanumeric characters, '-', '_' or '.'",
-                                _CONFIG_KEY_FMT, "key.name", "KEY_NAME", "key-name"))
+        errs.append(
+            regex_error(
+                "a valid config key must consist of alphanumeric characters, '-', '_' or '.'",
+                _CONFIG_KEY_FMT,
+                "key.name",
+                "KEY_NAME",
+                "key-name",
+            )
+        )
     errs.extend(_chdir_prefix_errors(value))
     return errs
 
@@ -301,10 +333,16 @@ def _chdir_prefix_errors(value: str) -> list[str]:
 def _env_var_name_errors(value: str) -> list[str]:
     errs = []
     if not _ENV_VAR_RE.match(value):
-        errs.append(regex_error(
-            "a valid environment variable name must consist of alphabetic characters, digits, '_', '-', "
-            "or '.', and must not start with a digit",
-            _ENV_VAR_FMT, "my.env-name", "MY_ENV.NAME", "MyEnvName1"))
+        errs.append(
+            regex_error(
+                "a valid environment variable name must consist of alphabetic characters, digits, '_', '-', "
+                "or '.', and must not start with a digit",
+                _ENV_VAR_FMT,
+                "my.env-name",
+                "MY_ENV.NAME",
+                "MyEnvName1",
+            )
+        )
     errs.extend(_chdir_prefix_errors(value))
     return errs
 
@@ -349,6 +387,7 @@ def _name_fn_for(rt: ResourceType) -> NameFn:
 
 
 # ---------------------------------------------------------------------------- entry points
+
 
 def validate(rt: ResourceType, obj: Obj, old: Obj | None) -> list[Cause]:
     """Every problem with `obj` (a `rt` object; `old` is the stored one on update)."""
@@ -418,8 +457,12 @@ def _validate_owner_references(v: Errors, refs: list[Any]) -> None:
         if ref.get("controller") is True:
             controllers.append(f"{ref.get('kind')}/{ref.get('name')}")
     if len(controllers) > 1:
-        v.invalid("metadata.ownerReferences", refs, "Only one reference can have Controller set to true. "
-                  f'Found "true" in references for {" and ".join(controllers)}')
+        v.invalid(
+            "metadata.ownerReferences",
+            refs,
+            "Only one reference can have Controller set to true. "
+            f'Found "true" in references for {" and ".join(controllers)}',
+        )
 
 
 # ---------------------------------------------------------------------------- label selectors
@@ -503,28 +546,67 @@ def _validate_resources(v: Errors, resources: Any, path: str) -> None:
                 continue
             limit_text = format_quantity(limits[name])
             if not overcommit and amount != parsed[name]:
-                v.invalid(f"{path}.requests", format_quantity(raw),
-                          f"must be equal to {name} limit of {limit_text}")
+                v.invalid(f"{path}.requests", format_quantity(raw), f"must be equal to {name} limit of {limit_text}")
             elif amount > parsed[name]:
-                v.invalid(f"{path}.requests", format_quantity(raw),
-                          f"must be less than or equal to {name} limit of {limit_text}")
+                v.invalid(
+                    f"{path}.requests",
+                    format_quantity(raw),
+                    f"must be less than or equal to {name} limit of {limit_text}",
+                )
 
 
 # ---------------------------------------------------------------------------- pod spec
 
 _POD_FIELD_PATHS = (
-    "metadata.name", "metadata.namespace", "metadata.uid", "spec.nodeName", "spec.serviceAccountName",
-    "status.hostIP", "status.hostIPs", "status.podIP", "status.podIPs",
+    "metadata.name",
+    "metadata.namespace",
+    "metadata.uid",
+    "spec.nodeName",
+    "spec.serviceAccountName",
+    "status.hostIP",
+    "status.hostIPs",
+    "status.podIP",
+    "status.podIPs",
 )
 _RESOURCE_FIELD_REFS = (
-    "limits.cpu", "limits.ephemeral-storage", "limits.memory", "requests.cpu", "requests.ephemeral-storage",
+    "limits.cpu",
+    "limits.ephemeral-storage",
+    "limits.memory",
+    "requests.cpu",
+    "requests.ephemeral-storage",
     "requests.memory",
 )
 _VOLUME_SOURCES = (
-    "hostPath", "emptyDir", "gcePersistentDisk", "awsElasticBlockStore", "gitRepo", "secret", "nfs", "iscsi",
-    "glusterfs", "persistentVolumeClaim", "rbd", "flexVolume", "cinder", "cephfs", "flocker", "downwardAPI",
-    "fc", "azureFile", "configMap", "vsphereVolume", "quobyte", "azureDisk", "photonPersistentDisk",
-    "projected", "portworxVolume", "scaleIO", "storageos", "csi", "ephemeral", "image",
+    "hostPath",
+    "emptyDir",
+    "gcePersistentDisk",
+    "awsElasticBlockStore",
+    "gitRepo",
+    "secret",
+    "nfs",
+    "iscsi",
+    "glusterfs",
+    "persistentVolumeClaim",
+    "rbd",
+    "flexVolume",
+    "cinder",
+    "cephfs",
+    "flocker",
+    "downwardAPI",
+    "fc",
+    "azureFile",
+    "configMap",
+    "vsphereVolume",
+    "quobyte",
+    "azureDisk",
+    "photonPersistentDisk",
+    "projected",
+    "portworxVolume",
+    "scaleIO",
+    "storageos",
+    "csi",
+    "ephemeral",
+    "image",
 )
 _TAINT_EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
 
@@ -558,8 +640,7 @@ def _validate_handler(v: Errors, handler: Obj, path: str) -> None:
             v.invalid(f"{path}.grpc.port", grpc.get("port"), msg)
 
 
-_PROBE_COUNTERS = ("initialDelaySeconds", "timeoutSeconds", "periodSeconds", "successThreshold",
-                   "failureThreshold")
+_PROBE_COUNTERS = ("initialDelaySeconds", "timeoutSeconds", "periodSeconds", "successThreshold", "failureThreshold")
 
 
 def _validate_probe(v: Errors, probe: Obj, path: str, single_success: bool) -> None:
@@ -591,8 +672,11 @@ def _validate_env(v: Errors, env: list[Any], path: str) -> None:
             v.invalid(f"{p}.valueFrom", "", "may not be specified when `value` is not empty")
         kinds = [k for k in _ENV_SOURCES if source.get(k)]
         if not kinds:
-            v.invalid(f"{p}.valueFrom", "", "must specify one of: `fieldRef`, `resourceFieldRef`, "
-                      "`configMapKeyRef` or `secretKeyRef`")
+            v.invalid(
+                f"{p}.valueFrom",
+                "",
+                "must specify one of: `fieldRef`, `resourceFieldRef`, `configMapKeyRef` or `secretKeyRef`",
+            )
         elif len(kinds) > 1:
             v.invalid(f"{p}.valueFrom", "", "may not have more than one field specified at a time")
         field_ref = _dict(source.get("fieldRef"))
@@ -600,16 +684,14 @@ def _validate_env(v: Errors, env: list[Any], path: str) -> None:
             fp = field_ref.get("fieldPath") or ""
             if not fp:
                 v.required(f"{p}.valueFrom.fieldRef.fieldPath")
-            elif fp not in _POD_FIELD_PATHS and not re.fullmatch(r"metadata\.(labels|annotations)\['.+'\]",
-                                                                 fp):
+            elif fp not in _POD_FIELD_PATHS and not re.fullmatch(r"metadata\.(labels|annotations)\['.+'\]", fp):
                 v.not_supported(f"{p}.valueFrom.fieldRef.fieldPath", fp, _POD_FIELD_PATHS)
         resource_ref = _dict(source.get("resourceFieldRef"))
         if resource_ref:
             res = resource_ref.get("resource") or ""
             if not res:
                 v.required(f"{p}.valueFrom.resourceFieldRef.resource")
-            elif res not in _RESOURCE_FIELD_REFS and not re.fullmatch(r"(limits|requests)\.hugepages-.+",
-                                                                     res):
+            elif res not in _RESOURCE_FIELD_REFS and not re.fullmatch(r"(limits|requests)\.hugepages-.+", res):
                 v.not_supported(f"{p}.valueFrom.resourceFieldRef.resource", res, _RESOURCE_FIELD_REFS)
         for key in ("configMapKeyRef", "secretKeyRef"):
             ref = _dict(source.get(key))
@@ -624,9 +706,7 @@ def _validate_env(v: Errors, env: list[Any], path: str) -> None:
                     v.invalid(f"{p}.valueFrom.{key}.key", ref["key"], msg)
 
 
-def _validate_container(
-    v: Errors, c: Obj, path: str, volumes: set[str], host_network: bool, init: bool
-) -> None:
+def _validate_container(v: Errors, c: Obj, path: str, volumes: set[str], host_network: bool, init: bool) -> None:
     image = c.get("image")
     if not image:
         v.required(f"{path}.image")
@@ -659,8 +739,7 @@ def _validate_container(
             for msg in _port_number_errors(port["hostPort"]):
                 v.invalid(f"{p}.hostPort", port["hostPort"], msg)
             if host_network and port["hostPort"] != port.get("containerPort"):
-                v.invalid(f"{p}.hostPort", port["hostPort"],
-                          "must match `containerPort` when `hostNetwork` is true")
+                v.invalid(f"{p}.hostPort", port["hostPort"], "must match `containerPort` when `hostNetwork` is true")
         v.one_of(port, "protocol", p, ("SCTP", "TCP", "UDP"))
     _validate_env(v, _list(c.get("env")), f"{path}.env")
     mount_paths: set[str] = set()
@@ -718,16 +797,21 @@ def _validate_volumes(v: Errors, volumes: list[Any], path: str) -> set[str]:
             v.required(p, "must specify a volume type")
         for extra in sources[1:]:
             v.forbidden(f"{p}.{extra}", "may not specify more than 1 volume type")
-        for source, key in (("configMap", "name"), ("secret", "secretName"),
-                            ("persistentVolumeClaim", "claimName"), ("hostPath", "path")):
+        for source, key in (
+            ("configMap", "name"),
+            ("secret", "secretName"),
+            ("persistentVolumeClaim", "claimName"),
+            ("hostPath", "path"),
+        ):
             spec = vol.get(source)
             if isinstance(spec, dict) and not spec.get(key):
                 v.required(f"{p}.{source}.{key}")
         for source in ("configMap", "secret", "projected", "downwardAPI"):
             mode = _dict(vol.get(source)).get("defaultMode")
             if mode is not None and (not _is_int(mode) or not 0 <= mode <= 0o777):
-                v.invalid(f"{p}.{source}.defaultMode", mode,
-                          "must be a number between 0 and 0777 (octal), both inclusive")
+                v.invalid(
+                    f"{p}.{source}.defaultMode", mode, "must be a number between 0 and 0777 (octal), both inclusive"
+                )
     return names
 
 
@@ -740,8 +824,11 @@ def _validate_tolerations(v: Errors, tolerations: list[Any], path: str) -> None:
             for msg in qualified_name_errors(key):
                 v.invalid(f"{p}.key", key, msg)
         elif op != "Exists":
-            v.invalid(f"{p}.operator", op, "operator must be Exists when `key` is empty, which means "
-                      '"match all values and all keys"')
+            v.invalid(
+                f"{p}.operator",
+                op,
+                'operator must be Exists when `key` is empty, which means "match all values and all keys"',
+            )
         if t.get("tolerationSeconds") is not None and effect != "NoExecute":
             v.invalid(f"{p}.effect", effect, "effect must be 'NoExecute' when `tolerationSeconds` is set")
         if op in ("Equal", ""):
@@ -752,7 +839,8 @@ def _validate_tolerations(v: Errors, tolerations: list[Any], path: str) -> None:
             if t.get("value"):
                 shown = GoValue(
                     f"core.Toleration{{Key:{_q(key)}, Operator:{_q(op)}, Value:{_q(t.get('value'))}, "
-                    f"Effect:{_q(effect)}, TolerationSeconds:(*int64)(nil)}}")
+                    f"Effect:{_q(effect)}, TolerationSeconds:(*int64)(nil)}}"
+                )
                 v.invalid(f"{p}.operator", shown, "value must be empty when `operator` is 'Exists'")
         else:
             v.not_supported(f"{p}.operator", op, ("Equal", "Exists"))
@@ -870,8 +958,7 @@ def validate_pod_spec(v: Errors, spec: Obj, path: str) -> None:
         v.invalid(f"{path}.activeDeadlineSeconds", deadline, f"must be between 1 and {_MAX_INT32}, inclusive")
     _validate_tolerations(v, _list(spec.get("tolerations")), f"{path}.tolerations")
     _validate_affinity(v, _dict(spec.get("affinity")), f"{path}.affinity")
-    _validate_topology_spread(
-        v, _list(spec.get("topologySpreadConstraints")), f"{path}.topologySpreadConstraints")
+    _validate_topology_spread(v, _list(spec.get("topologySpreadConstraints")), f"{path}.topologySpreadConstraints")
 
 
 _POD_MUTABLE_MSG = (
@@ -891,16 +978,14 @@ def _validate_pod(v: Errors, obj: Obj, old: Obj | None) -> None:
     old_spec = _dict(old.get("spec"))
     old_tolerations = _list(old_spec.get("tolerations"))
     if any(t not in _list(spec.get("tolerations")) for t in old_tolerations):
-        v.forbidden("spec.tolerations",
-                    "existing toleration can not be modified except its tolerationSeconds")
+        v.forbidden("spec.tolerations", "existing toleration can not be modified except its tolerationSeconds")
 
     def mutable_stripped(s: Obj) -> Obj:
         s = dict(s)
         for key in ("containers", "initContainers"):
             s[key] = [{k: val for k, val in _dict(c).items() if k != "image"} for c in _list(s.get(key))]
         # ephemeralContainers belong to their own subresource and are not compared here.
-        for key in ("activeDeadlineSeconds", "tolerations", "terminationGracePeriodSeconds",
-                    "ephemeralContainers"):
+        for key in ("activeDeadlineSeconds", "tolerations", "terminationGracePeriodSeconds", "ephemeralContainers"):
             s.pop(key, None)
         return s
 
@@ -910,8 +995,10 @@ def _validate_pod(v: Errors, obj: Obj, old: Obj | None) -> None:
 
 # ---------------------------------------------------------------------------- workloads
 
-def _validate_template(v: Errors, spec: Obj, path: str, *, restart: Sequence[str] | None,
-                       deadline_forbidden_for: str = "") -> Obj | None:
+
+def _validate_template(
+    v: Errors, spec: Obj, path: str, *, restart: Sequence[str] | None, deadline_forbidden_for: str = ""
+) -> Obj | None:
     """A pod template at `path`: metadata, the pod spec and the owner's restartPolicy rule."""
     template = spec.get("template")
     if not isinstance(template, dict):
@@ -928,8 +1015,9 @@ def _validate_template(v: Errors, spec: Obj, path: str, *, restart: Sequence[str
     if restart is not None and policy and policy not in restart:
         v.not_supported(f"{path}.spec.restartPolicy", policy, restart)
     if deadline_forbidden_for and pod_spec.get("activeDeadlineSeconds") is not None:
-        v.forbidden(f"{path}.spec.activeDeadlineSeconds",
-                    f"activeDeadlineSeconds in {deadline_forbidden_for} is not Supported")
+        v.forbidden(
+            f"{path}.spec.activeDeadlineSeconds", f"activeDeadlineSeconds in {deadline_forbidden_for} is not Supported"
+        )
     return template
 
 
@@ -942,24 +1030,34 @@ def _validate_replicated(v: Errors, spec: Obj, kind: str, empty_word: str) -> No
         _validate_label_selector(v, selector, "spec.selector")
         selector = _dict(selector)
         if not selector.get("matchLabels") and not selector.get("matchExpressions"):
-            v.invalid("spec.selector", go_label_selector(selector),
-                      f"empty selector is invalid for {empty_word}")
+            v.invalid("spec.selector", go_label_selector(selector), f"empty selector is invalid for {empty_word}")
     template = _validate_template(v, spec, "spec.template", restart=("Always",), deadline_forbidden_for=kind)
-    if template is not None and isinstance(selector, dict) and (
-            selector.get("matchLabels") or selector.get("matchExpressions")):
+    if (
+        template is not None
+        and isinstance(selector, dict)
+        and (selector.get("matchLabels") or selector.get("matchExpressions"))
+    ):
         labels = _dict(template.get("metadata")).get("labels")
         if not _selector_matches(selector, labels):
-            v.invalid("spec.template.metadata.labels", go_string_map(labels),
-                      "`selector` does not match template `labels`")
+            v.invalid(
+                "spec.template.metadata.labels", go_string_map(labels), "`selector` does not match template `labels`"
+            )
 
 
 def _int_or_percent(v: Errors, value: Any, path: str) -> int | None:
     """Validate an IntOrString that must be a non-negative int or percentage; its number."""
     if isinstance(value, str):
         if not _PERCENT_RE.match(value):
-            v.invalid(path, value, regex_error(
-                "a valid percent string must be a numeric string followed by an ending '%'",
-                _PERCENT_FMT, "1%", "93%"))
+            v.invalid(
+                path,
+                value,
+                regex_error(
+                    "a valid percent string must be a numeric string followed by an ending '%'",
+                    _PERCENT_FMT,
+                    "1%",
+                    "93%",
+                ),
+            )
             return None
         return int(value[:-1])
     if _is_int(value):
@@ -974,8 +1072,11 @@ def _validate_rolling(v: Errors, rolling: Obj, path: str, percent_cap_unavailabl
     unavailable = _int_or_percent(v, rolling.get("maxUnavailable"), f"{path}.maxUnavailable")
     surge = _int_or_percent(v, rolling.get("maxSurge"), f"{path}.maxSurge")
     if unavailable == 0 and surge == 0:
-        v.invalid(f"{path}.maxUnavailable", go_int_or_string(rolling.get("maxUnavailable")),
-                  "may not be 0 when `maxSurge` is 0")
+        v.invalid(
+            f"{path}.maxUnavailable",
+            go_int_or_string(rolling.get("maxUnavailable")),
+            "may not be 0 when `maxSurge` is 0",
+        )
     mu = rolling.get("maxUnavailable")
     if percent_cap_unavailable and isinstance(mu, str) and unavailable is not None and unavailable > 100:
         v.invalid(f"{path}.maxUnavailable", mu, "must not be greater than 100%")
@@ -998,8 +1099,7 @@ def _validate_deployment(v: Errors, obj: Obj, old: Obj | None) -> None:
     stype = strategy.get("type")
     if stype == "Recreate":
         if strategy.get("rollingUpdate") is not None:
-            v.forbidden("spec.strategy.rollingUpdate",
-                        "may not be specified when strategy `type` is 'Recreate'")
+            v.forbidden("spec.strategy.rollingUpdate", "may not be specified when strategy `type` is 'Recreate'")
     elif stype == "RollingUpdate":
         rolling = strategy.get("rollingUpdate")
         if not isinstance(rolling, dict):
@@ -1031,17 +1131,26 @@ def _validate_replication_controller(v: Errors, obj: Obj, old: Obj | None) -> No
     if not selector:
         v.required("spec.selector")
     v.labels(selector, "spec.selector", "ReplicationControllerSpec")
-    template = _validate_template(v, spec, "spec.template", restart=("Always",),
-                                  deadline_forbidden_for="ReplicationController")
+    template = _validate_template(
+        v, spec, "spec.template", restart=("Always",), deadline_forbidden_for="ReplicationController"
+    )
     if template is not None and selector:
         labels = _dict(_dict(template.get("metadata")).get("labels"))
         if any(labels.get(k) != val for k, val in selector.items()):
-            v.invalid("spec.template.metadata.labels", go_string_map(labels),
-                      "`selector` does not match template `labels`")
+            v.invalid(
+                "spec.template.metadata.labels", go_string_map(labels), "`selector` does not match template `labels`"
+            )
 
 
-_STS_MUTABLE = ("replicas", "ordinals", "template", "updateStrategy", "revisionHistoryLimit",
-                "persistentVolumeClaimRetentionPolicy", "minReadySeconds")
+_STS_MUTABLE = (
+    "replicas",
+    "ordinals",
+    "template",
+    "updateStrategy",
+    "revisionHistoryLimit",
+    "persistentVolumeClaimRetentionPolicy",
+    "minReadySeconds",
+)
 
 
 def _validate_statefulset(v: Errors, obj: Obj, old: Obj | None) -> None:
@@ -1053,14 +1162,12 @@ def _validate_statefulset(v: Errors, obj: Obj, old: Obj | None) -> None:
     v.one_of(strategy, "type", "spec.updateStrategy", ("OnDelete", "RollingUpdate"))
     rolling = strategy.get("rollingUpdate")
     if rolling is not None and strategy.get("type") == "OnDelete":
-        v.invalid("spec.updateStrategy.rollingUpdate", rolling,
-                  "only allowed for updateStrategy 'RollingUpdate'")
+        v.invalid("spec.updateStrategy.rollingUpdate", rolling, "only allowed for updateStrategy 'RollingUpdate'")
     elif isinstance(rolling, dict):
         v.nonnegative(rolling, "partition", "spec.updateStrategy.rollingUpdate")
     retention = _dict(spec.get("persistentVolumeClaimRetentionPolicy"))
     for key in ("whenDeleted", "whenScaled"):
-        v.one_of(retention, key, "spec.persistentVolumeClaimRetentionPolicy", ("Retain", "Delete"),
-                 required=False)
+        v.one_of(retention, key, "spec.persistentVolumeClaimRetentionPolicy", ("Retain", "Delete"), required=False)
     if spec.get("serviceName"):
         for msg in dns1123_label_errors(spec["serviceName"]):
             v.invalid("spec.serviceName", spec["serviceName"], msg)
@@ -1078,8 +1185,10 @@ def _validate_statefulset(v: Errors, obj: Obj, old: Obj | None) -> None:
         old_frozen = {k: val for k, val in old_spec.items() if k not in _STS_MUTABLE}
         if frozen != old_frozen:
             fields = ", ".join(f"'{f}'" for f in _STS_MUTABLE[:-1])
-            v.forbidden("spec", f"updates to statefulset spec for fields other than {fields} and "
-                        f"'{_STS_MUTABLE[-1]}' are forbidden")
+            v.forbidden(
+                "spec",
+                f"updates to statefulset spec for fields other than {fields} and '{_STS_MUTABLE[-1]}' are forbidden",
+            )
 
 
 def _validate_daemonset(v: Errors, obj: Obj, old: Obj | None) -> None:
@@ -1103,8 +1212,15 @@ _JOB_RESTART = ("OnFailure", "Never")
 
 
 def _validate_job_spec(v: Errors, spec: Obj, path: str) -> None:
-    for key in ("parallelism", "completions", "activeDeadlineSeconds", "backoffLimit",
-                "ttlSecondsAfterFinished", "backoffLimitPerIndex", "maxFailedIndexes"):
+    for key in (
+        "parallelism",
+        "completions",
+        "activeDeadlineSeconds",
+        "backoffLimit",
+        "ttlSecondsAfterFinished",
+        "backoffLimitPerIndex",
+        "maxFailedIndexes",
+    ):
         v.nonnegative(spec, key, path)
     mode = spec.get("completionMode")
     v.one_of(spec, "completionMode", path, ("NonIndexed", "Indexed"), required=False)
@@ -1121,8 +1237,9 @@ def _validate_job_spec(v: Errors, spec: Obj, path: str) -> None:
         v.required(f"{path}.template.spec.restartPolicy", 'valid values: "OnFailure", "Never"')
     labels = _dict(template.get("metadata")).get("labels")
     if isinstance(selector, dict) and not _selector_matches(selector, labels):
-        v.invalid(f"{path}.template.metadata.labels", go_string_map(labels),
-                  "`selector` does not match template `labels`")
+        v.invalid(
+            f"{path}.template.metadata.labels", go_string_map(labels), "`selector` does not match template `labels`"
+        )
 
 
 def _validate_has_label(v: Errors, labels: Obj, key: str, expected: str) -> None:
@@ -1148,12 +1265,15 @@ def _validate_job(v: Errors, obj: Obj, old: Obj | None) -> None:
             uid, name = str(meta.get("uid") or ""), str(meta.get("name") or "")
             if not uid:
                 v.required("metadata.uid")
-            for key, expected in (("controller-uid", uid), ("job-name", name),
-                                  (_JOB_CONTROLLER_UID, uid), (_JOB_NAME, name)):
+            for key, expected in (
+                ("controller-uid", uid),
+                ("job-name", name),
+                (_JOB_CONTROLLER_UID, uid),
+                (_JOB_NAME, name),
+            ):
                 _validate_has_label(v, labels, key, expected)
             if not _selector_matches(spec["selector"], {_JOB_CONTROLLER_UID: uid}):
-                v.invalid("spec.selector", go_label_selector(spec["selector"]),
-                          "`selector` not auto-generated")
+                v.invalid("spec.selector", go_label_selector(spec["selector"]), "`selector` not auto-generated")
     if old is None:
         return
     old_spec = _dict(old.get("spec"))
@@ -1161,7 +1281,8 @@ def _validate_job(v: Errors, obj: Obj, old: Obj | None) -> None:
     mode = spec.get("completionMode")
     v.immutable(mode, old_spec.get("completionMode"), "spec.completionMode")
     if spec.get("completions") != old_spec.get("completions") and not (
-            mode == "Indexed" and spec.get("completions") == spec.get("parallelism")):
+        mode == "Indexed" and spec.get("completions") == spec.get("parallelism")
+    ):
         v.invalid("spec.completions", spec.get("completions"), IMMUTABLE)
     old_template = _dict(old_spec.get("template"))
     if template != old_template:
@@ -1175,10 +1296,14 @@ def _validate_job(v: Errors, obj: Obj, old: Obj | None) -> None:
 
 def _without_scheduling(template: Obj) -> Obj:
     out = dict(template)
-    out["metadata"] = {k: val for k, val in _dict(template.get("metadata")).items()
-                       if k not in ("labels", "annotations")}
-    out["spec"] = {k: val for k, val in _dict(template.get("spec")).items()
-                   if k not in ("nodeSelector", "affinity", "tolerations", "schedulingGates")}
+    out["metadata"] = {
+        k: val for k, val in _dict(template.get("metadata")).items() if k not in ("labels", "annotations")
+    }
+    out["spec"] = {
+        k: val
+        for k, val in _dict(template.get("spec")).items()
+        if k not in ("nodeSelector", "affinity", "tolerations", "schedulingGates")
+    }
     return out
 
 
@@ -1186,8 +1311,14 @@ _CRON_FIELDS: tuple[tuple[int, int, dict[str, int]], ...] = (  # (min, max, name
     (0, 59, {}),
     (0, 23, {}),
     (1, 31, {}),
-    (1, 12, {m: i + 1 for i, m in enumerate(
-        ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"))}),
+    (
+        1,
+        12,
+        {
+            m: i + 1
+            for i, m in enumerate(("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"))
+        },
+    ),
     (0, 6, {d: i for i, d in enumerate(("sun", "mon", "tue", "wed", "thu", "fri", "sat"))}),
 )
 _CRON_DESCRIPTORS = ("@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly")
@@ -1244,7 +1375,7 @@ def cron_schedule_error(schedule: str) -> str | None:
         if spec in _CRON_DESCRIPTORS:
             return None
         if spec.startswith("@every "):
-            duration = spec[len("@every "):].strip()
+            duration = spec[len("@every ") :].strip()
             if re.fullmatch(r"([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+", duration):
                 return None
             return f'failed to parse duration {spec}: time: invalid duration "{duration}"'
@@ -1279,15 +1410,17 @@ def _validate_cronjob(v: Errors, obj: Obj, old: Obj | None) -> None:
         if problem:
             v.invalid("spec.schedule", schedule, problem)
         if "TZ" in schedule:
-            v.invalid("spec.schedule", schedule,
-                      "cannot use TZ or CRON_TZ in schedule, use timeZone field instead")
+            v.invalid("spec.schedule", schedule, "cannot use TZ or CRON_TZ in schedule, use timeZone field instead")
     zone = spec.get("timeZone")
     if zone is not None:
         if zone == "":
             v.invalid("spec.timeZone", zone, "timeZone must be nil or non-empty string")
         elif zone.lower() == "local":
-            v.invalid("spec.timeZone", zone,
-                      "timeZone must be an explicit time zone as defined in https://www.iana.org/time-zones")
+            v.invalid(
+                "spec.timeZone",
+                zone,
+                "timeZone must be an explicit time zone as defined in https://www.iana.org/time-zones",
+            )
         elif _unknown_zone(zone):
             v.invalid("spec.timeZone", zone, f"unknown time zone {zone}")
     v.one_of(spec, "concurrencyPolicy", "spec", ("Allow", "Forbid", "Replace"))
@@ -1309,9 +1442,11 @@ _SERVICE_TYPES = ("ClusterIP", "ExternalName", "LoadBalancer", "NodePort")
 
 
 def _go_service_port(port: Obj) -> GoValue:
-    return GoValue(f'core.ServicePort{{Name:"", Protocol:{_q(port.get("protocol") or "")}, '
-                   f"AppProtocol:(*string)(nil), Port:{port.get('port') or 0}, "
-                   'TargetPort:intstr.IntOrString{Type:0, IntVal:0, StrVal:""}, NodePort:0}')
+    return GoValue(
+        f'core.ServicePort{{Name:"", Protocol:{_q(port.get("protocol") or "")}, '
+        f"AppProtocol:(*string)(nil), Port:{port.get('port') or 0}, "
+        'TargetPort:intstr.IntOrString{Type:0, IntVal:0, StrVal:""}, NodePort:0}'
+    )
 
 
 def _validate_service(v: Errors, obj: Obj, old: Obj | None) -> None:
@@ -1335,12 +1470,13 @@ def _validate_service(v: Errors, obj: Obj, old: Obj | None) -> None:
         try:
             ipaddress.ip_address(cluster_ip)
         except ValueError:
-            v.invalid("spec.clusterIPs[0]", cluster_ip,
-                      "must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)")
+            v.invalid("spec.clusterIPs[0]", cluster_ip, "must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)")
     if headless and stype in ("NodePort", "LoadBalancer"):
         v.invalid("spec.clusterIPs[0]", cluster_ip, f"may not be set to 'None' for {stype} services")
-    old_node_ports = {(_dict(p).get("port"), _dict(p).get("protocol")): _dict(p).get("nodePort")
-                      for p in _list(_dict((old or {}).get("spec")).get("ports"))}
+    old_node_ports = {
+        (_dict(p).get("port"), _dict(p).get("protocol")): _dict(p).get("nodePort")
+        for p in _list(_dict((old or {}).get("spec")).get("ports"))
+    }
     names: set[str] = set()
     seen: set[tuple[Any, Any]] = set()
     for i, port in enumerate(ports):
@@ -1361,8 +1497,11 @@ def _validate_service(v: Errors, obj: Obj, old: Obj | None) -> None:
         if port.get("targetPort") is not None:
             _validate_port_ref(v, port["targetPort"], f"{p}.targetPort")
         node_port = port.get("nodePort")
-        if node_port and stype in ("ClusterIP", "ExternalName") and \
-                node_port != old_node_ports.get((port.get("port"), port.get("protocol"))):
+        if (
+            node_port
+            and stype in ("ClusterIP", "ExternalName")
+            and node_port != old_node_ports.get((port.get("port"), port.get("protocol")))
+        ):
             v.forbidden(f"{p}.nodePort", f"may not be used when `type` is '{stype}'")
         key = (port.get("port"), port.get("protocol"))
         if key in seen:
@@ -1371,20 +1510,22 @@ def _validate_service(v: Errors, obj: Obj, old: Obj | None) -> None:
     v.labels(spec.get("selector"), "spec.selector", "ServiceSpec")
     v.one_of(spec, "sessionAffinity", "spec", ("ClientIP", "None"))
     timeout = _dict(_dict(spec.get("sessionAffinityConfig")).get("clientIP")).get("timeoutSeconds")
-    if spec.get("sessionAffinity") == "ClientIP" and timeout is not None and (
-            not _is_int(timeout) or not 0 < timeout <= 86400):
-        v.invalid("spec.sessionAffinityConfig.clientIP.timeoutSeconds", timeout,
-                  "must be greater than 0 and less than 86400")
+    if (
+        spec.get("sessionAffinity") == "ClientIP"
+        and timeout is not None
+        and (not _is_int(timeout) or not 0 < timeout <= 86400)
+    ):
+        v.invalid(
+            "spec.sessionAffinityConfig.clientIP.timeoutSeconds", timeout, "must be greater than 0 and less than 86400"
+        )
     external = stype in ("NodePort", "LoadBalancer") or (stype == "ClusterIP" and spec.get("externalIPs"))
     etp = spec.get("externalTrafficPolicy")
     if etp and not external:
-        v.invalid("spec.externalTrafficPolicy", etp,
-                  "may only be set when `type` is 'NodePort' or 'LoadBalancer'")
+        v.invalid("spec.externalTrafficPolicy", etp, "may only be set when `type` is 'NodePort' or 'LoadBalancer'")
     elif etp:
         v.one_of(spec, "externalTrafficPolicy", "spec", ("Cluster", "Local"))
     v.one_of(spec, "internalTrafficPolicy", "spec", ("Cluster", "Local"), required=False)
-    v.one_of(spec, "ipFamilyPolicy", "spec", ("PreferDualStack", "RequireDualStack", "SingleStack"),
-             required=False)
+    v.one_of(spec, "ipFamilyPolicy", "spec", ("PreferDualStack", "RequireDualStack", "SingleStack"), required=False)
     for i, family in enumerate(_list(spec.get("ipFamilies"))):
         if family not in ("IPv4", "IPv6"):
             v.not_supported(f"spec.ipFamilies[{i}]", family, ("IPv4", "IPv6"))
@@ -1393,8 +1534,7 @@ def _validate_service(v: Errors, obj: Obj, old: Obj | None) -> None:
         new_ip = cluster_ip or (_list(spec.get("clusterIPs")) or [""])[0]
         old_ip = old_spec.get("clusterIP") or ""
         if new_ip and old_ip and new_ip != old_ip and "ExternalName" not in (stype, old_spec.get("type")):
-            v.invalid("spec.clusterIPs[0]", go_strings(spec.get("clusterIPs") or [new_ip]),
-                      "may not change once set")
+            v.invalid("spec.clusterIPs[0]", go_strings(spec.get("clusterIPs") or [new_ip]), "may not change once set")
 
 
 def _string_values(v: Errors, data: Any, kind: str) -> dict[str, str]:
@@ -1402,8 +1542,9 @@ def _string_values(v: Errors, data: Any, kind: str) -> dict[str, str]:
     out = {}
     for key, value in _dict(data).items():
         if value is not None and not isinstance(value, str):
-            raise v.decode_error(f"json: cannot unmarshal {_go_json_type(value)} into Go struct field "
-                                 f"{kind}.data of type string")
+            raise v.decode_error(
+                f"json: cannot unmarshal {_go_json_type(value)} into Go struct field {kind}.data of type string"
+            )
         out[key] = value or ""
     return out
 
@@ -1432,7 +1573,8 @@ def _validate_configmap(v: Errors, obj: Obj, old: Obj | None) -> None:
     _validate_data_keys(v, data, binary, "data", "binaryData")
     _validate_data_keys(v, binary, data, "binaryData", "data")
     size = sum(len(k) + len(val) for k, val in data.items()) + sum(
-        len(k) + len(str(val)) * 3 // 4 for k, val in binary.items())
+        len(k) + len(str(val)) * 3 // 4 for k, val in binary.items()
+    )
     if size > _MAX_SECRET_BYTES:
         v.too_long("", f"must have at most {_MAX_SECRET_BYTES} bytes")
     _validate_immutable_data(v, obj, old, ("data", "binaryData"))
@@ -1520,8 +1662,7 @@ def _validate_structural(v: Errors, schema: Any, path: str, what: str) -> None:
     for name, sub in _dict(schema.get("properties")).items():
         _validate_structural(v, sub, f"{path}.properties[{name}]", "object fields")
     if isinstance(schema.get("additionalProperties"), dict):
-        _validate_structural(v, schema["additionalProperties"], f"{path}.additionalProperties",
-                             "object fields")
+        _validate_structural(v, schema["additionalProperties"], f"{path}.additionalProperties", "object fields")
     if isinstance(schema.get("items"), dict):
         _validate_structural(v, schema["items"], f"{path}.items", "array items")
 
@@ -1549,8 +1690,11 @@ def _validate_crd(v: Errors, obj: Obj, old: Obj | None) -> None:
     for key in ("kind", "listKind"):
         value = str(names.get(key) or "")
         if value and dns1035_label_errors(value.lower()):
-            v.invalid(f"spec.names.{key}", value, "may have mixed case, but should otherwise match: "
-                      + ",".join(dns1035_label_errors(value.lower())))
+            v.invalid(
+                f"spec.names.{key}",
+                value,
+                "may have mixed case, but should otherwise match: " + ",".join(dns1035_label_errors(value.lower())),
+            )
     if names.get("kind") and names.get("kind") == names.get("listKind"):
         v.invalid("spec.names.listKind", names["listKind"], "kind and listKind may not be the same")
     for key in ("shortNames", "categories"):
@@ -1579,8 +1723,9 @@ def _validate_crd(v: Errors, obj: Obj, old: Obj | None) -> None:
             for prop, sub in _dict(root.get("properties")).items():
                 _validate_structural(v, sub, f"{root_path}.properties[{prop}]", "object fields")
     if sum(1 for x in versions if x.get("storage") is True) != 1:
-        v.invalid("spec.versions", spec.get("versions") or [],
-                  "must have exactly one version marked as storage version")
+        v.invalid(
+            "spec.versions", spec.get("versions") or [], "must have exactly one version marked as storage version"
+        )
     if versions and not any(x.get("served") is True for x in versions):
         v.invalid("spec.versions", spec.get("versions"), "must have at least one version marked as served")
     if old is None:
@@ -1616,11 +1761,25 @@ _VALIDATORS: dict[tuple[str, str], Callable[[Errors, Obj, Obj | None], None]] = 
 # ---------------------------------------------------------------------------- custom resources
 
 _ROOT_KEYS = ("apiVersion", "kind", "metadata")
-_OBJECT_META_FIELDS = frozenset((
-    "name", "generateName", "namespace", "selfLink", "uid", "resourceVersion", "generation",
-    "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "labels", "annotations",
-    "ownerReferences", "finalizers", "managedFields",
-))
+_OBJECT_META_FIELDS = frozenset(
+    (
+        "name",
+        "generateName",
+        "namespace",
+        "selfLink",
+        "uid",
+        "resourceVersion",
+        "generation",
+        "creationTimestamp",
+        "deletionTimestamp",
+        "deletionGracePeriodSeconds",
+        "labels",
+        "annotations",
+        "ownerReferences",
+        "finalizers",
+        "managedFields",
+    )
+)
 
 
 def _json_type(value: Any) -> str:
@@ -1741,9 +1900,12 @@ def _check_array(v: Errors, schema: Obj, value: list[Any], path: str, name: str)
         for i, item in enumerate(value):
             key = {k: _dict(item).get(k) for k in keys}
             if key in seen_keys:
-                v.duplicate(f"{path}[{i}]", GoValue(
-                    "map[string]interface {}{" + ", ".join(f"{_q(k)}:{render(val)}" for k, val in key.items())
-                    + "}"))
+                v.duplicate(
+                    f"{path}[{i}]",
+                    GoValue(
+                        "map[string]interface {}{" + ", ".join(f"{_q(k)}:{render(val)}" for k, val in key.items()) + "}"
+                    ),
+                )
             seen_keys.append(key)
     items = schema.get("items")
     if isinstance(items, dict):
@@ -1755,8 +1917,7 @@ def _check_object(v: Errors, schema: Obj, value: Obj, path: str, name: str) -> N
     if "maxProperties" in schema and len(value) > schema["maxProperties"]:
         v.too_many(path, len(value), schema["maxProperties"])
     if "minProperties" in schema and len(value) < schema["minProperties"]:
-        v.invalid(path, len(value),
-                  f"{name} in body should have at least {schema['minProperties']} properties")
+        v.invalid(path, len(value), f"{name} in body should have at least {schema['minProperties']} properties")
     for key in _list(schema.get("required")):
         if key not in value:
             v.required(_join(path, key))

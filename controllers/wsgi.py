@@ -19,11 +19,18 @@ class WSGIServer:
     """A threaded HTTP server. `threads` bounds concurrent requests, and every open watch
     holds one, so it is sized for at least a few hundred watchers."""
 
-    def __init__(self, app: Callable[..., Any], host: str = "127.0.0.1", port: int = 0, threads: int = 256,
-                 tls: tuple[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        app: Callable[..., Any],
+        host: str = "127.0.0.1",
+        port: int = 0,
+        threads: int = 256,
+        tls: tuple[str, str] | None = None,
+    ) -> None:
         """`tls` is (certificate file, private key file) to serve HTTPS."""
-        self._server = wsgi.Server((host, port), app, numthreads=threads, max=-1, request_queue_size=1024,
-                                   timeout=60, shutdown_timeout=1)
+        self._server = wsgi.Server(
+            (host, port), app, numthreads=threads, max=-1, request_queue_size=1024, timeout=60, shutdown_timeout=1
+        )
         self.scheme = "http"
         if tls is not None:
             self._server.ssl_adapter = BuiltinSSLAdapter(tls[0], tls[1])

@@ -22,10 +22,20 @@ def main(verbose: int) -> None:
 
 
 @main.command()
-@click.option("--data-dir", default=".gitops", show_default=True, type=click.Path(file_okay=False),
-              help="Where state.db, the kubeconfig and caches live; delete it for a full reset.")
-@click.option("--api-port", default=6443, show_default=True, type=int,
-              help="Port of the embedded Kubernetes API (0 picks a free one).")
+@click.option(
+    "--data-dir",
+    default=".gitops",
+    show_default=True,
+    type=click.Path(file_okay=False),
+    help="Where state.db, the kubeconfig and caches live; delete it for a full reset.",
+)
+@click.option(
+    "--api-port",
+    default=6443,
+    show_default=True,
+    type=int,
+    help="Port of the embedded Kubernetes API (0 picks a free one).",
+)
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 def up(data_dir: str, api_port: int, host: str) -> None:
     """Start the embedded control plane and run until Ctrl-C or SIGTERM."""

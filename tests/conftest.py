@@ -35,15 +35,21 @@ class Kubectl:
         self.cwd = cwd
         self.binary = shutil.which("kubectl") or "kubectl"
 
-    def run(self, *args: str, input: str | None = None, check: bool = True,
-            timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    def run(
+        self, *args: str, input: str | None = None, check: bool = True, timeout: float = 60
+    ) -> subprocess.CompletedProcess[str]:
         proc = subprocess.run(
             [self.binary, "--kubeconfig", str(self.kubeconfig), *args],
-            input=input, capture_output=True, text=True, timeout=timeout, cwd=self.cwd,
+            input=input,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            cwd=self.cwd,
         )
         if check and proc.returncode != 0:
-            raise AssertionError(f"kubectl {' '.join(args)} exited {proc.returncode}\n"
-                                 f"stdout: {proc.stdout}\nstderr: {proc.stderr}")
+            raise AssertionError(
+                f"kubectl {' '.join(args)} exited {proc.returncode}\nstdout: {proc.stdout}\nstderr: {proc.stderr}"
+            )
         return proc
 
     def __call__(self, *args: str, **kw: object) -> str:

@@ -26,16 +26,25 @@ def deployment(replicas: int | None = 2, image: str = "nginx:1.25", env: bool = 
     }
     if replicas is not None:
         spec["replicas"] = replicas
-    return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web", "namespace": "shop"},
-            "spec": spec}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "web", "namespace": "shop"},
+        "spec": spec,
+    }
 
 
 def managers(obj: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
     return {(m["manager"], m["operation"]): m for m in obj["metadata"].get("managedFields", [])}
 
 
-def apply(live: dict[str, Any] | None, cfg: dict[str, Any], manager: str = "kubectl",
-          force: bool = False, node: Any = DEPLOYMENT) -> dict[str, Any]:
+def apply(
+    live: dict[str, Any] | None,
+    cfg: dict[str, Any],
+    manager: str = "kubectl",
+    force: bool = False,
+    node: Any = DEPLOYMENT,
+) -> dict[str, Any]:
     return server_side_apply(live, cfg, manager, force, node, "2024-05-01T10:00:00Z")
 
 
@@ -46,8 +55,11 @@ def test_apply_creates_the_object_with_kubernetes_fieldsv1() -> None:
     assert out["spec"] == cfg["spec"]
     [entry] = out["metadata"]["managedFields"]
     assert {k: entry[k] for k in ("manager", "operation", "apiVersion", "time", "fieldsType")} == {
-        "manager": "kubectl", "operation": "Apply", "apiVersion": "apps/v1",
-        "time": "2024-05-01T10:00:00Z", "fieldsType": "FieldsV1",
+        "manager": "kubectl",
+        "operation": "Apply",
+        "apiVersion": "apps/v1",
+        "time": "2024-05-01T10:00:00Z",
+        "fieldsType": "FieldsV1",
     }
     fields = entry["fieldsV1"]
     assert fields["f:metadata"] == {"f:finalizers": {'v:"example.com/keep"': {}}}
@@ -69,8 +81,7 @@ def test_reapply_without_a_field_removes_it() -> None:
 
 def test_second_manager_changing_an_owned_field_gets_a_409() -> None:
     live = apply(None, deployment())
-    other = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
-             "spec": {"replicas": 5}}
+    other = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"}, "spec": {"replicas": 5}}
     with pytest.raises(Conflict) as exc:
         apply(live, other, manager="ci")
     assert exc.value.code == 409
@@ -104,8 +115,11 @@ def test_force_takes_ownership() -> None:
 
 def test_equal_values_are_shared_without_conflict() -> None:
     live = apply(None, deployment())
-    shared = apply(live, {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
-                          "spec": {"replicas": 2}}, manager="ci")
+    shared = apply(
+        live,
+        {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"}, "spec": {"replicas": 2}},
+        manager="ci",
+    )
     assert "f:replicas" in managers(shared)[("ci", "Apply")]["fieldsV1"]["f:spec"]
     assert "f:replicas" in managers(shared)[("kubectl", "Apply")]["fieldsV1"]["f:spec"]
     # One sharer stops applying it: the other still owns it, so it stays.
@@ -119,14 +133,16 @@ def test_scale_then_apply_conflicts_on_replicas() -> None:
     live = apply(None, deployment())
     scaled = copy.deepcopy(live)
     scaled["spec"]["replicas"] = 5
-    scaled = update_managed_fields(live, scaled, "kubectl", "Update", "2024-05-01T10:05:00Z",
-                                   subresource="scale")
+    scaled = update_managed_fields(live, scaled, "kubectl", "Update", "2024-05-01T10:05:00Z", subresource="scale")
     scale_entry = managers(scaled)[("kubectl", "Update")]
     assert scale_entry["subresource"] == "scale"
     assert scale_entry["fieldsV1"] == {"f:spec": {"f:replicas": {}}}
     assert "f:replicas" not in managers(scaled)[("kubectl", "Apply")]["fieldsV1"]["f:spec"]
-    with pytest.raises(Conflict, match=r'conflict with "kubectl" with subresource "scale" using apps/v1: '
-                                       r"\.spec\.replicas"):
+    with pytest.raises(
+        Conflict,
+        match=r'conflict with "kubectl" with subresource "scale" using apps/v1: '
+        r"\.spec\.replicas",
+    ):
         apply(scaled, deployment())
     # Changing something else is fine, and leaves replicas alone.
     out = apply(scaled, deployment(replicas=None, image="nginx:1.26"))
@@ -136,8 +152,9 @@ def test_scale_then_apply_conflicts_on_replicas() -> None:
 
 def test_updates_record_changed_fields_and_ignore_server_metadata_and_status() -> None:
     created = deployment()
-    created["metadata"].update(uid="u1", resourceVersion="1", generation=1, creationTimestamp="t",
-                               labels={"app": "web"})
+    created["metadata"].update(
+        uid="u1", resourceVersion="1", generation=1, creationTimestamp="t", labels={"app": "web"}
+    )
     created = update_managed_fields(None, created, "kubectl-create", now="t1")
     fields = managers(created)[("kubectl-create", "Update")]["fieldsV1"]
     assert fields["f:metadata"] == {"f:labels": {".": {}, "f:app": {}}}
@@ -177,8 +194,12 @@ def test_first_apply_on_an_untracked_object_conflicts_with_its_existing_values()
 
 
 def test_label_keys_are_owned_one_by_one() -> None:
-    cm: dict[str, Any] = {"apiVersion": "v1", "kind": "ConfigMap",
-                          "metadata": {"name": "c", "labels": {"team": "a"}}, "data": {"x": "1"}}
+    cm: dict[str, Any] = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "c", "labels": {"team": "a"}},
+        "data": {"x": "1"},
+    }
     live = apply(None, cm, manager="team-a", node=CONFIGMAP)
     other = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "labels": {"env": "prod"}}}
     both = apply(live, other, manager="team-b", node=CONFIGMAP)
@@ -190,11 +211,19 @@ def test_label_keys_are_owned_one_by_one() -> None:
 
 
 def test_service_ports_are_keyed_by_port_and_protocol() -> None:
-    svc: dict[str, Any] = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s"},
-                           "spec": {"ports": [{"port": 80, "targetPort": 8080}]}}
+    svc: dict[str, Any] = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "s"},
+        "spec": {"ports": [{"port": 80, "targetPort": 8080}]},
+    }
     live = apply(None, svc, node=SERVICE)
-    extra = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s"},
-             "spec": {"ports": [{"port": 53, "protocol": "UDP"}]}}
+    extra = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "s"},
+        "spec": {"ports": [{"port": 53, "protocol": "UDP"}]},
+    }
     out = apply(live, extra, manager="dns", node=SERVICE)
     assert out["spec"]["ports"] == [{"port": 80, "targetPort": 8080}, {"port": 53, "protocol": "UDP"}]
     fields = managers(out)[("dns", "Apply")]["fieldsV1"]
@@ -202,26 +231,39 @@ def test_service_ports_are_keyed_by_port_and_protocol() -> None:
 
 
 def test_custom_resource_list_types_from_the_crd_schema() -> None:
-    schema = {"type": "object", "properties": {"spec": {"type": "object", "properties": {
-        "listeners": {
-            "type": "array",
-            "x-kubernetes-list-type": "map",
-            "x-kubernetes-list-map-keys": ["name"],
-            "items": {"type": "object",
-                      "properties": {"name": {"type": "string"}, "port": {"type": "integer"}}},
+    schema = {
+        "type": "object",
+        "properties": {
+            "spec": {
+                "type": "object",
+                "properties": {
+                    "listeners": {
+                        "type": "array",
+                        "x-kubernetes-list-type": "map",
+                        "x-kubernetes-list-map-keys": ["name"],
+                        "items": {
+                            "type": "object",
+                            "properties": {"name": {"type": "string"}, "port": {"type": "integer"}},
+                        },
+                    },
+                    "tags": {"type": "array", "x-kubernetes-list-type": "set", "items": {"type": "string"}},
+                    "args": {"type": "array", "items": {"type": "string"}},
+                },
+            }
         },
-        "tags": {"type": "array", "x-kubernetes-list-type": "set", "items": {"type": "string"}},
-        "args": {"type": "array", "items": {"type": "string"}},
-    }}}}
+    }
     node = type_for("example.com/v1", "Gateway", schema)
 
     def gw(spec: dict[str, Any]) -> dict[str, Any]:
         return {"apiVersion": "example.com/v1", "kind": "Gateway", "metadata": {"name": "g"}, "spec": spec}
 
-    live = apply(None, gw({"listeners": [{"name": "http", "port": 80}], "tags": ["a"], "args": ["x"]}),
-                 manager="team-a", node=node)
-    out = apply(live, gw({"listeners": [{"name": "https", "port": 443}], "tags": ["b"]}), manager="team-b",
-                node=node)
+    live = apply(
+        None,
+        gw({"listeners": [{"name": "http", "port": 80}], "tags": ["a"], "args": ["x"]}),
+        manager="team-a",
+        node=node,
+    )
+    out = apply(live, gw({"listeners": [{"name": "https", "port": 443}], "tags": ["b"]}), manager="team-b", node=node)
     assert out["spec"]["listeners"] == [{"name": "http", "port": 80}, {"name": "https", "port": 443}]
     assert out["spec"]["tags"] == ["a", "b"]
     fields = managers(out)[("team-b", "Apply")]["fieldsV1"]["f:spec"]

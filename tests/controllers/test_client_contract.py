@@ -24,20 +24,27 @@ def client(request: pytest.FixtureRequest, cluster: EmbeddedCluster, kubeconfig:
 
 def deployment(name: str, replicas: int = 1, image: str = "nginx:1.25") -> dict:
     return {
-        "apiVersion": "apps/v1", "kind": "Deployment",
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
         "metadata": {"name": name, "namespace": "default", "labels": {"app": name}},
         "spec": {
             "replicas": replicas,
             "selector": {"matchLabels": {"app": name}},
-            "template": {"metadata": {"labels": {"app": name}},
-                         "spec": {"containers": [{"name": "main", "image": image}]}},
+            "template": {
+                "metadata": {"labels": {"app": name}},
+                "spec": {"containers": [{"name": "main", "image": image}]},
+            },
         },
     }
 
 
 def configmap(name: str, labels: dict | None = None, **data: str) -> dict:
-    return {"apiVersion": "v1", "kind": "ConfigMap",
-            "metadata": {"name": name, "namespace": "default", "labels": labels or {}}, "data": data}
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": name, "namespace": "default", "labels": labels or {}},
+        "data": data,
+    }
 
 
 def test_create_get_update_delete(client: Client) -> None:
@@ -75,7 +82,10 @@ def test_list_with_selectors_and_paging(client: Client) -> None:
     for i in range(7):
         client.create(configmap(f"cm{i}", {"tier": "a" if i % 2 else "b"}))
     assert {c["metadata"]["name"] for c in client.list("v1", "ConfigMap", "default", "tier=a")["items"]} == {
-        "cm1", "cm3", "cm5"}
+        "cm1",
+        "cm3",
+        "cm5",
+    }
     assert len(client.list("v1", "ConfigMap", "default", "tier in (a,b),tier!=b")["items"]) == 3
     only = client.list("v1", "ConfigMap", "default", field_selector="metadata.name=cm4")["items"]
     assert [c["metadata"]["name"] for c in only] == ["cm4"]
@@ -93,12 +103,18 @@ def test_patch_types_and_dry_run(client: Client) -> None:
     client.create(deployment("web"))
     out = client.patch("apps/v1", "Deployment", "web", {"spec": {"replicas": 4}}, "default", "merge")
     assert out["spec"]["replicas"] == 4
-    out = client.patch("apps/v1", "Deployment", "web",
-                       [{"op": "replace", "path": "/spec/replicas", "value": 2}], "default", "json")
+    out = client.patch(
+        "apps/v1", "Deployment", "web", [{"op": "replace", "path": "/spec/replicas", "value": 2}], "default", "json"
+    )
     assert out["spec"]["replicas"] == 2
-    out = client.patch("apps/v1", "Deployment", "web",
-                       {"spec": {"template": {"spec": {"containers": [{"name": "side", "image": "busybox:1"}]}}}},
-                       "default", "strategic")
+    out = client.patch(
+        "apps/v1",
+        "Deployment",
+        "web",
+        {"spec": {"template": {"spec": {"containers": [{"name": "side", "image": "busybox:1"}]}}}},
+        "default",
+        "strategic",
+    )
     assert [c["name"] for c in out["spec"]["template"]["spec"]["containers"]] == ["side", "main"]
     dry = client.patch("apps/v1", "Deployment", "web", {"spec": {"replicas": 8}}, "default", dry_run=True)
     assert dry["spec"]["replicas"] == 8
@@ -134,8 +150,7 @@ def test_watch_from_a_resource_version_and_gone(client: Client, cluster: Embedde
     # Push the log past the old revision: resuming from it answers 410 Gone.
     cluster.store._log = type(cluster.store._log)(list(cluster.store._log)[-1:], maxlen=cluster.store._log.maxlen)
     with pytest.raises(errors.Gone):
-        for _ in client.watch("v1", "ConfigMap", "default", first["metadata"]["resourceVersion"],
-                              timeout_seconds=2):
+        for _ in client.watch("v1", "ConfigMap", "default", first["metadata"]["resourceVersion"], timeout_seconds=2):
             pass
 
 
@@ -184,24 +199,53 @@ def test_invalid_object_names_the_field(client: Client) -> None:
 
 def test_custom_resources_are_served_once_their_crd_exists(client: Client) -> None:
     crd = {
-        "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
         "metadata": {"name": "gadgets.example.com"},
-        "spec": {"group": "example.com", "scope": "Namespaced",
-                 "names": {"plural": "gadgets", "singular": "gadget", "kind": "Gadget"},
-                 "versions": [{"name": "v1", "served": True, "storage": True, "subresources": {"status": {}},
-                               "schema": {"openAPIV3Schema": {"type": "object", "properties": {
-                                   "spec": {"type": "object", "properties": {"size": {"type": "integer"}}},
-                                   "status": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}}}}}]},
+        "spec": {
+            "group": "example.com",
+            "scope": "Namespaced",
+            "names": {"plural": "gadgets", "singular": "gadget", "kind": "Gadget"},
+            "versions": [
+                {
+                    "name": "v1",
+                    "served": True,
+                    "storage": True,
+                    "subresources": {"status": {}},
+                    "schema": {
+                        "openAPIV3Schema": {
+                            "type": "object",
+                            "properties": {
+                                "spec": {"type": "object", "properties": {"size": {"type": "integer"}}},
+                                "status": {"type": "object", "x-kubernetes-preserve-unknown-fields": True},
+                            },
+                        }
+                    },
+                }
+            ],
+        },
     }
     client.create(crd)
-    g = client.create({"apiVersion": "example.com/v1", "kind": "Gadget",
-                       "metadata": {"name": "g1", "namespace": "default"}, "spec": {"size": 2}})
+    g = client.create(
+        {
+            "apiVersion": "example.com/v1",
+            "kind": "Gadget",
+            "metadata": {"name": "g1", "namespace": "default"},
+            "spec": {"size": 2},
+        }
+    )
     g["status"] = {"ready": True}
     assert client.update_status(g)["status"] == {"ready": True}
     assert [i["metadata"]["name"] for i in client.list("example.com/v1", "Gadget", "default")["items"]] == ["g1"]
     with pytest.raises(errors.Invalid):
-        client.create({"apiVersion": "example.com/v1", "kind": "Gadget",
-                       "metadata": {"name": "g2", "namespace": "default"}, "spec": {"size": "big"}})
+        client.create(
+            {
+                "apiVersion": "example.com/v1",
+                "kind": "Gadget",
+                "metadata": {"name": "g2", "namespace": "default"},
+                "spec": {"size": "big"},
+            }
+        )
     client.delete("apiextensions.k8s.io/v1", "CustomResourceDefinition", "gadgets.example.com")
     with pytest.raises(errors.NotFound):
         client.list("example.com/v1", "Gadget", "default")

@@ -17,7 +17,9 @@ from controllers.client import RemoteClient
 def start_up(data_dir: Path) -> tuple[subprocess.Popen[str], str]:
     proc = subprocess.Popen(
         [sys.executable, "-m", "gitops.cli", "up", "--data-dir", str(data_dir), "--api-port", "0"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -44,8 +46,14 @@ def test_acknowledged_writes_survive_kill_9(tmp_path: Path) -> None:
         while not stop.is_set():
             name = f"w{n}-{i}"
             try:
-                out = client.create({"apiVersion": "v1", "kind": "ConfigMap",
-                                     "metadata": {"name": name, "namespace": "default"}, "data": {"i": str(i)}})
+                out = client.create(
+                    {
+                        "apiVersion": "v1",
+                        "kind": "ConfigMap",
+                        "metadata": {"name": name, "namespace": "default"},
+                        "data": {"i": str(i)},
+                    }
+                )
             except Exception:
                 return  # the server died under us: this write was not acknowledged
             with lock:
@@ -71,8 +79,9 @@ def test_acknowledged_writes_survive_kill_9(tmp_path: Path) -> None:
         missing = set(acked) - names
         assert not missing, f"{len(missing)} acknowledged writes lost"
         assert int(live["metadata"]["resourceVersion"]) >= max(acked.values())
-        after = client.create({"apiVersion": "v1", "kind": "ConfigMap",
-                               "metadata": {"name": "after", "namespace": "default"}})
+        after = client.create(
+            {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "after", "namespace": "default"}}
+        )
         assert int(after["metadata"]["resourceVersion"]) > max(acked.values())
     finally:
         proc.send_signal(signal.SIGTERM)

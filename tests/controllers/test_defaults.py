@@ -27,8 +27,10 @@ def defaulted(group: str, kind: str, obj: dict[str, Any]) -> dict[str, Any]:
 
 
 def template(**spec: Any) -> dict[str, Any]:
-    return {"metadata": {"labels": {"app": "web"}},
-            "spec": {"containers": [{"name": "web", "image": "nginx:1.25"}], **spec}}
+    return {
+        "metadata": {"labels": {"app": "web"}},
+        "spec": {"containers": [{"name": "web", "image": "nginx:1.25"}], **spec},
+    }
 
 
 DEPLOYMENT: dict[str, Any] = {
@@ -40,8 +42,7 @@ DEPLOYMENT: dict[str, Any] = {
 def test_deployment_defaults() -> None:
     spec = defaulted("apps", "Deployment", DEPLOYMENT)["spec"]
     assert spec["replicas"] == 1
-    assert spec["strategy"] == {
-        "type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": "25%", "maxSurge": "25%"}}
+    assert spec["strategy"] == {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": "25%", "maxSurge": "25%"}}
     assert spec["revisionHistoryLimit"] == 10
     assert spec["progressDeadlineSeconds"] == 600
     assert spec["selector"] == {"matchLabels": {"app": "web"}}  # apps/v1 never defaults the selector
@@ -55,7 +56,9 @@ def test_deployment_keeps_user_values_and_recreate_has_no_rolling_update() -> No
     assert spec["strategy"] == {"type": "Recreate"}
     obj["spec"]["strategy"] = {"rollingUpdate": {"maxSurge": 1}}
     assert defaulted("apps", "Deployment", obj)["spec"]["strategy"]["rollingUpdate"] == {
-        "maxSurge": 1, "maxUnavailable": "25%"}
+        "maxSurge": 1,
+        "maxUnavailable": "25%",
+    }
 
 
 def test_pod_template_defaults() -> None:
@@ -92,30 +95,44 @@ def test_image_pull_policy_by_tag(image: str, policy: str) -> None:
 
 
 def test_explicit_image_pull_policy_is_kept() -> None:
-    obj = {"metadata": {"name": "p", "namespace": "d"},
-           "spec": {"containers": [{"name": "c", "image": "nginx", "imagePullPolicy": "Never"}]}}
+    obj = {
+        "metadata": {"name": "p", "namespace": "d"},
+        "spec": {"containers": [{"name": "c", "image": "nginx", "imagePullPolicy": "Never"}]},
+    }
     assert defaulted("", "Pod", obj)["spec"]["containers"][0]["imagePullPolicy"] == "Never"
 
 
 def test_container_details_probes_ports_env_and_volumes() -> None:
-    obj = {"metadata": {"name": "p", "namespace": "d"}, "spec": {
-        "containers": [{
-            "name": "c", "image": "app:1",
-            "ports": [{"containerPort": 8080}],
-            "livenessProbe": {"httpGet": {"port": 8080}},
-            "readinessProbe": {"tcpSocket": {"port": 8080}, "periodSeconds": 5},
-            "env": [{"name": "POD", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}],
-        }],
-        "volumes": [{"name": "cfg", "configMap": {"name": "cfg"}},
-                    {"name": "s", "secret": {"secretName": "s"}},
-                    {"name": "scratch"}],
-    }}
+    obj = {
+        "metadata": {"name": "p", "namespace": "d"},
+        "spec": {
+            "containers": [
+                {
+                    "name": "c",
+                    "image": "app:1",
+                    "ports": [{"containerPort": 8080}],
+                    "livenessProbe": {"httpGet": {"port": 8080}},
+                    "readinessProbe": {"tcpSocket": {"port": 8080}, "periodSeconds": 5},
+                    "env": [{"name": "POD", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}],
+                }
+            ],
+            "volumes": [
+                {"name": "cfg", "configMap": {"name": "cfg"}},
+                {"name": "s", "secret": {"secretName": "s"}},
+                {"name": "scratch"},
+            ],
+        },
+    }
     spec = defaulted("", "Pod", obj)["spec"]
     c = spec["containers"][0]
     assert c["ports"][0]["protocol"] == "TCP"
     assert c["livenessProbe"] == {
         "httpGet": {"port": 8080, "path": "/", "scheme": "HTTP"},
-        "timeoutSeconds": 1, "periodSeconds": 10, "successThreshold": 1, "failureThreshold": 3}
+        "timeoutSeconds": 1,
+        "periodSeconds": 10,
+        "successThreshold": 1,
+        "failureThreshold": 3,
+    }
     assert c["readinessProbe"]["periodSeconds"] == 5
     assert c["env"][0]["valueFrom"]["fieldRef"] == {"fieldPath": "metadata.name", "apiVersion": "v1"}
     assert spec["volumes"][0]["configMap"]["defaultMode"] == 420
@@ -124,17 +141,25 @@ def test_container_details_probes_ports_env_and_volumes() -> None:
 
 
 def test_pod_only_defaults_from_admission_plugins() -> None:
-    obj = {"metadata": {"name": "p", "namespace": "d"}, "spec": {"containers": [
-        {"name": "c", "image": "app:1", "resources": {"limits": {"cpu": "500m", "memory": "128Mi"},
-                                                      "requests": {"cpu": "100m"}}}]}}
+    obj = {
+        "metadata": {"name": "p", "namespace": "d"},
+        "spec": {
+            "containers": [
+                {
+                    "name": "c",
+                    "image": "app:1",
+                    "resources": {"limits": {"cpu": "500m", "memory": "128Mi"}, "requests": {"cpu": "100m"}},
+                }
+            ]
+        },
+    }
     spec = defaulted("", "Pod", obj)["spec"]
     assert spec["enableServiceLinks"] is True
     assert spec["serviceAccountName"] == "default" and spec["serviceAccount"] == "default"
     assert spec["priority"] == 0
     assert spec["preemptionPolicy"] == "PreemptLowerPriority"
     assert spec["tolerations"] == [
-        {"key": f"node.kubernetes.io/{key}", "operator": "Exists", "effect": "NoExecute",
-         "tolerationSeconds": 300}
+        {"key": f"node.kubernetes.io/{key}", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300}
         for key in ("not-ready", "unreachable")
     ]
     # requests default to limits, but only where unset
@@ -142,10 +167,20 @@ def test_pod_only_defaults_from_admission_plugins() -> None:
 
 
 def test_default_tolerations_respect_user_tolerations() -> None:
-    obj = {"metadata": {"name": "p", "namespace": "d"}, "spec": {
-        "containers": [{"name": "c", "image": "app:1"}],
-        "tolerations": [{"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute",
-                         "tolerationSeconds": 10}]}}
+    obj = {
+        "metadata": {"name": "p", "namespace": "d"},
+        "spec": {
+            "containers": [{"name": "c", "image": "app:1"}],
+            "tolerations": [
+                {
+                    "key": "node.kubernetes.io/unreachable",
+                    "operator": "Exists",
+                    "effect": "NoExecute",
+                    "tolerationSeconds": 10,
+                }
+            ],
+        },
+    }
     tolerations = defaulted("", "Pod", obj)["spec"]["tolerations"]
     keys = [t["key"] for t in tolerations]
     assert keys == ["node.kubernetes.io/unreachable", "node.kubernetes.io/not-ready"]
@@ -153,10 +188,19 @@ def test_default_tolerations_respect_user_tolerations() -> None:
 
 
 def test_statefulset_and_daemonset_defaults() -> None:
-    sts = defaulted("apps", "StatefulSet", {"metadata": {"name": "db", "namespace": "d"}, "spec": {
-        "serviceName": "db", "selector": {"matchLabels": {"app": "web"}}, "template": template(),
-        "volumeClaimTemplates": [{"metadata": {"name": "data"},
-                                  "spec": {"accessModes": ["ReadWriteOnce"]}}]}})
+    sts = defaulted(
+        "apps",
+        "StatefulSet",
+        {
+            "metadata": {"name": "db", "namespace": "d"},
+            "spec": {
+                "serviceName": "db",
+                "selector": {"matchLabels": {"app": "web"}},
+                "template": template(),
+                "volumeClaimTemplates": [{"metadata": {"name": "data"}, "spec": {"accessModes": ["ReadWriteOnce"]}}],
+            },
+        },
+    )
     spec = sts["spec"]
     assert spec["replicas"] == 1
     assert spec["podManagementPolicy"] == "OrderedReady"
@@ -164,18 +208,31 @@ def test_statefulset_and_daemonset_defaults() -> None:
     assert spec["revisionHistoryLimit"] == 10
     assert spec["persistentVolumeClaimRetentionPolicy"] == {"whenDeleted": "Retain", "whenScaled": "Retain"}
     assert spec["volumeClaimTemplates"][0]["spec"]["volumeMode"] == "Filesystem"
-    ds = defaulted("apps", "DaemonSet", {"metadata": {"name": "agent", "namespace": "d"}, "spec": {
-        "selector": {"matchLabels": {"app": "web"}}, "template": template()}})
+    ds = defaulted(
+        "apps",
+        "DaemonSet",
+        {
+            "metadata": {"name": "agent", "namespace": "d"},
+            "spec": {"selector": {"matchLabels": {"app": "web"}}, "template": template()},
+        },
+    )
     assert ds["spec"]["updateStrategy"] == {
-        "type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1, "maxSurge": 0}}
+        "type": "RollingUpdate",
+        "rollingUpdate": {"maxUnavailable": 1, "maxSurge": 0},
+    }
     assert ds["spec"]["revisionHistoryLimit"] == 10
-    assert defaulted("apps", "ReplicaSet", {"metadata": {"name": "r"}, "spec": {"template": template()}})[
-        "spec"]["replicas"] == 1
+    assert (
+        defaulted("apps", "ReplicaSet", {"metadata": {"name": "r"}, "spec": {"template": template()}})["spec"][
+            "replicas"
+        ]
+        == 1
+    )
 
 
-JOB: dict[str, Any] = {"metadata": {"name": "pi", "namespace": "d", "uid": "3f1c-uid"},
-       "spec": {"template": {"spec": {"restartPolicy": "Never",
-                                      "containers": [{"name": "pi", "image": "perl:5.34"}]}}}}
+JOB: dict[str, Any] = {
+    "metadata": {"name": "pi", "namespace": "d", "uid": "3f1c-uid"},
+    "spec": {"template": {"spec": {"restartPolicy": "Never", "containers": [{"name": "pi", "image": "perl:5.34"}]}}},
+}
 
 
 def test_job_defaults_and_generated_selector() -> None:
@@ -186,8 +243,12 @@ def test_job_defaults_and_generated_selector() -> None:
     assert spec["suspend"] is False
     assert spec["podReplacementPolicy"] == "TerminatingOrFailed"
     assert spec["selector"] == {"matchLabels": {"batch.kubernetes.io/controller-uid": "3f1c-uid"}}
-    expected = {"batch.kubernetes.io/controller-uid": "3f1c-uid", "controller-uid": "3f1c-uid",
-                "batch.kubernetes.io/job-name": "pi", "job-name": "pi"}
+    expected = {
+        "batch.kubernetes.io/controller-uid": "3f1c-uid",
+        "controller-uid": "3f1c-uid",
+        "batch.kubernetes.io/job-name": "pi",
+        "job-name": "pi",
+    }
     assert spec["template"]["metadata"]["labels"] == expected
     assert job["metadata"]["labels"] == expected  # what `kubectl get job -o yaml` shows
     assert spec["template"]["spec"]["restartPolicy"] == "Never"
@@ -221,8 +282,14 @@ def test_job_template_restart_policy_is_defaulted_like_any_pod_spec() -> None:
 
 
 def test_cronjob_defaults() -> None:
-    cj = defaulted("batch", "CronJob", {"metadata": {"name": "c", "namespace": "d"}, "spec": {
-        "schedule": "*/5 * * * *", "jobTemplate": {"spec": JOB["spec"]}}})
+    cj = defaulted(
+        "batch",
+        "CronJob",
+        {
+            "metadata": {"name": "c", "namespace": "d"},
+            "spec": {"schedule": "*/5 * * * *", "jobTemplate": {"spec": JOB["spec"]}},
+        },
+    )
     spec = cj["spec"]
     assert (spec["concurrencyPolicy"], spec["suspend"]) == ("Allow", False)
     assert (spec["successfulJobsHistoryLimit"], spec["failedJobsHistoryLimit"]) == (3, 1)
@@ -232,9 +299,17 @@ def test_cronjob_defaults() -> None:
 
 
 def test_service_defaults_without_allocating_a_cluster_ip() -> None:
-    svc = defaulted("", "Service", {"metadata": {"name": "web", "namespace": "d"}, "spec": {
-        "selector": {"app": "web"},
-        "ports": [{"port": 80}, {"name": "m", "port": 9090, "targetPort": "metrics"}]}})
+    svc = defaulted(
+        "",
+        "Service",
+        {
+            "metadata": {"name": "web", "namespace": "d"},
+            "spec": {
+                "selector": {"app": "web"},
+                "ports": [{"port": 80}, {"name": "m", "port": 9090, "targetPort": "metrics"}],
+            },
+        },
+    )
     spec = svc["spec"]
     assert spec["type"] == "ClusterIP"
     assert spec["sessionAffinity"] == "None"
@@ -248,13 +323,13 @@ def test_service_defaults_without_allocating_a_cluster_ip() -> None:
 
 def test_node_port_and_external_name_services() -> None:
     def svc(stype: str) -> dict[str, Any]:
-        return defaulted("", "Service", {"metadata": {"name": "w"},
-                                         "spec": {"type": stype, "ports": [{"port": 80}]}})
+        return defaulted("", "Service", {"metadata": {"name": "w"}, "spec": {"type": stype, "ports": [{"port": 80}]}})
 
     assert svc("NodePort")["spec"]["externalTrafficPolicy"] == "Cluster"
     assert svc("LoadBalancer")["spec"]["allocateLoadBalancerNodePorts"] is True
-    ext = defaulted("", "Service", {"metadata": {"name": "w"}, "spec": {"type": "ExternalName",
-                                                                        "externalName": "example.com"}})
+    ext = defaulted(
+        "", "Service", {"metadata": {"name": "w"}, "spec": {"type": "ExternalName", "externalName": "example.com"}}
+    )
     assert "ipFamilies" not in ext["spec"] and "internalTrafficPolicy" not in ext["spec"]
 
 
@@ -267,24 +342,39 @@ def test_secret_namespace_and_crd_defaults() -> None:
     assert ns["metadata"]["labels"] == {"kubernetes.io/metadata.name": "team-a"}
     assert ns["spec"] == {"finalizers": ["kubernetes"]}
     assert ns["status"] == {"phase": "Active"}
-    crd = defaulted("apiextensions.k8s.io", "CustomResourceDefinition", {
-        "metadata": {"name": "widgets.example.com"}, "spec": {"names": {"kind": "Widget"}}})
+    crd = defaulted(
+        "apiextensions.k8s.io",
+        "CustomResourceDefinition",
+        {"metadata": {"name": "widgets.example.com"}, "spec": {"names": {"kind": "Widget"}}},
+    )
     assert crd["spec"]["names"]["singular"] == "widget"
     assert crd["spec"]["names"]["listKind"] == "WidgetList"
 
 
 def test_custom_resource_schema_defaults() -> None:
-    schema = {"type": "object", "properties": {"spec": {"type": "object", "properties": {
-        "replicas": {"type": "integer", "default": 1},
-        "mode": {"type": "string", "default": "fast"},
-        "tls": {"type": "object", "default": {},
-                "properties": {"enabled": {"type": "boolean", "default": True}}},
-        "note": {"type": "string"},
-        "ports": {"type": "array", "items": {"type": "object", "properties": {
-            "protocol": {"type": "string", "default": "TCP"}}}},
-    }}}}
+    schema = {
+        "type": "object",
+        "properties": {
+            "spec": {
+                "type": "object",
+                "properties": {
+                    "replicas": {"type": "integer", "default": 1},
+                    "mode": {"type": "string", "default": "fast"},
+                    "tls": {
+                        "type": "object",
+                        "default": {},
+                        "properties": {"enabled": {"type": "boolean", "default": True}},
+                    },
+                    "note": {"type": "string"},
+                    "ports": {
+                        "type": "array",
+                        "items": {"type": "object", "properties": {"protocol": {"type": "string", "default": "TCP"}}},
+                    },
+                },
+            }
+        },
+    }
     widget = ResourceType("example.com", "v1", "Widget", "widgets", True, schema=schema, crd=True)
     obj: dict[str, Any] = {"metadata": {"name": "w"}, "spec": {"mode": None, "note": None, "ports": [{}]}}
     apply_defaults(widget, obj)
-    assert obj["spec"] == {
-        "replicas": 1, "mode": "fast", "tls": {"enabled": True}, "ports": [{"protocol": "TCP"}]}
+    assert obj["spec"] == {"replicas": 1, "mode": "fast", "tls": {"enabled": True}, "ports": [{"protocol": "TCP"}]}

@@ -122,9 +122,7 @@ def test_core_v1_has_pod_binding_and_no_short_names_on_subresources() -> None:
 
 def test_wants_aggregated_follows_kubectl_accept_header() -> None:
     assert discovery.wants_aggregated(KUBECTL_DISCOVERY_ACCEPT)
-    assert discovery.wants_aggregated(
-        "application/json; g=apidiscovery.k8s.io; as=APIGroupDiscoveryList; v=v2"
-    )
+    assert discovery.wants_aggregated("application/json; g=apidiscovery.k8s.io; as=APIGroupDiscoveryList; v=v2")
     assert not discovery.wants_aggregated("application/json, */*")
     assert not discovery.wants_aggregated(
         "application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList,application/json"

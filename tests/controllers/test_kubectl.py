@@ -134,9 +134,11 @@ def test_apply_get_and_reapply_an_edited_file(kubectl: Kubectl, tmp_path: Path) 
     assert "gear" in kubectl("get", "wd", "-n", "shop")
 
     # Edit the file: new image, one env var dropped, the sidecar removed; apply again.
-    edited = MANIFEST.replace("nginx:1.25", "nginx:1.26").replace(
-        "        env:\n        - name: MODE\n          value: prod\n", "").replace(
-        "      - name: sidecar\n        image: busybox:1.36\n", "")
+    edited = (
+        MANIFEST.replace("nginx:1.25", "nginx:1.26")
+        .replace("        env:\n        - name: MODE\n          value: prod\n", "")
+        .replace("      - name: sidecar\n        image: busybox:1.36\n", "")
+    )
     app.write_text(edited)
     out = kubectl("apply", "-f", str(app))
     assert "deployment.apps/web configured" in out
@@ -168,11 +170,14 @@ def test_server_side_apply_and_diff(kubectl: Kubectl, tmp_path: Path) -> None:
 
 
 def test_watch_prints_changes_made_by_another_client(
-        kubectl: Kubectl, cluster: EmbeddedCluster, kubeconfig: Path) -> None:
+    kubectl: Kubectl, cluster: EmbeddedCluster, kubeconfig: Path
+) -> None:
     kubectl("apply", "-f", "-", input="apiVersion: v1\nkind: ConfigMap\nmetadata: {name: watched}\ndata: {k: v}\n")
     proc = subprocess.Popen(
         [kubectl.binary, "--kubeconfig", str(kubeconfig), "get", "configmaps", "--watch-only", "-o", "name"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         time.sleep(1.0)  # let kubectl open its watch
@@ -190,10 +195,26 @@ def test_delete_label_annotate_patch_scale(kubectl: Kubectl, tmp_path: Path) -> 
     kubectl("label", "deployment", "web", "tier=frontend", *ns)
     kubectl("annotate", "deployment", "web", "owner=team-a", *ns)
     kubectl("patch", "deployment", "web", *ns, "--type", "merge", "-p", '{"spec":{"minReadySeconds":5}}')
-    kubectl("patch", "deployment", "web", *ns, "--type", "json",
-            "-p", '[{"op":"replace","path":"/spec/revisionHistoryLimit","value":3}]')
-    kubectl("patch", "deployment", "web", *ns, "--type", "strategic",
-            "-p", '{"spec":{"template":{"spec":{"containers":[{"name":"web","image":"nginx:1.27"}]}}}}')
+    kubectl(
+        "patch",
+        "deployment",
+        "web",
+        *ns,
+        "--type",
+        "json",
+        "-p",
+        '[{"op":"replace","path":"/spec/revisionHistoryLimit","value":3}]',
+    )
+    kubectl(
+        "patch",
+        "deployment",
+        "web",
+        *ns,
+        "--type",
+        "strategic",
+        "-p",
+        '{"spec":{"template":{"spec":{"containers":[{"name":"web","image":"nginx:1.27"}]}}}}',
+    )
     assert "scaled" in kubectl("scale", "deployment", "web", "--replicas=5", *ns)
     dep = json.loads(kubectl("get", "deployment", "web", *ns, "-o", "json"))
     assert dep["metadata"]["labels"]["tier"] == "frontend"
@@ -204,11 +225,20 @@ def test_delete_label_annotate_patch_scale(kubectl: Kubectl, tmp_path: Path) -> 
     images = {c["name"]: c["image"] for c in dep["spec"]["template"]["spec"]["containers"]}
     assert images == {"web": "nginx:1.27", "sidecar": "busybox:1.36"}
 
-    proc = kubectl.run("patch", "deployment", "web", *ns, "--type", "json",
-                       "-p", '[{"op":"test","path":"/spec/replicas","value":9}]', check=False)
+    proc = kubectl.run(
+        "patch",
+        "deployment",
+        "web",
+        *ns,
+        "--type",
+        "json",
+        "-p",
+        '[{"op":"test","path":"/spec/replicas","value":9}]',
+        check=False,
+    )
     assert proc.returncode != 0
 
-    assert 'deleted' in kubectl("delete", "configmap", "settings", *ns)
+    assert "deleted" in kubectl("delete", "configmap", "settings", *ns)
     proc = kubectl.run("get", "configmap", "settings", *ns, check=False)
     assert proc.returncode == 1
     assert 'configmaps "settings" not found' in proc.stderr
@@ -231,3 +261,19 @@ def test_invalid_objects_are_refused_with_the_field_named(kubectl: Kubectl, tmp_
     assert proc.returncode == 1
     assert "spec.template.metadata.labels" in proc.stderr
     assert "selector" in proc.stderr
+
+
+def test_unknown_fields_are_refused_by_strict_validation(kubectl: Kubectl, tmp_path: Path) -> None:
+    typo = tmp_path / "typo.yaml"
+    typo.write_text(
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: typo}\n"
+        "spec:\n  selector: {matchLabels: {app: a}}\n  template:\n    metadata: {labels: {app: a}}\n"
+        "    spec:\n      containers: [{name: c, image: nginx:1.25, imagePullPolice: Always}]\n"
+    )
+    proc = kubectl.run("apply", "-f", str(typo), check=False)
+    assert proc.returncode == 1
+    assert 'unknown field "spec.template.spec.containers[0].imagePullPolice"' in proc.stderr
+    proc = kubectl.run("apply", "--validate=false", "-f", str(typo), check=False)
+    assert proc.returncode == 0, proc.stderr
+    dep = json.loads(kubectl("get", "deployment", "typo", "-o", "json"))
+    assert "imagePullPolice" not in dep["spec"]["template"]["spec"]["containers"][0]

@@ -38,9 +38,13 @@ def test_core_and_apps_crud(api: k8s.ApiClient) -> None:
     assert "team" in [n.metadata.name for n in core.list_namespace().items]
     core.create_namespaced_config_map("team", k8s.V1ConfigMap(metadata=k8s.V1ObjectMeta(name="c"), data={"a": "1"}))
     assert core.read_namespaced_config_map("c", "team").data == {"a": "1"}
-    svc = core.create_namespaced_service("team", k8s.V1Service(
-        metadata=k8s.V1ObjectMeta(name="s"),
-        spec=k8s.V1ServiceSpec(selector={"app": "x"}, ports=[k8s.V1ServicePort(port=80)])))
+    svc = core.create_namespaced_service(
+        "team",
+        k8s.V1Service(
+            metadata=k8s.V1ObjectMeta(name="s"),
+            spec=k8s.V1ServiceSpec(selector={"app": "x"}, ports=[k8s.V1ServicePort(port=80)]),
+        ),
+    )
     assert svc.spec.cluster_ip.startswith("10.")
     assert svc.spec.ports[0].target_port == 80
 
@@ -65,23 +69,39 @@ def test_core_and_apps_crud(api: k8s.ApiClient) -> None:
 
 def test_custom_objects(api: k8s.ApiClient) -> None:
     ext = k8s.ApiextensionsV1Api(api)
-    ext.create_custom_resource_definition({
-        "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
-        "metadata": {"name": "crontabs.stable.example.com"},
-        "spec": {"group": "stable.example.com", "scope": "Namespaced",
-                 "names": {"plural": "crontabs", "singular": "crontab", "kind": "CronTab", "shortNames": ["ct"]},
-                 "versions": [{"name": "v1", "served": True, "storage": True,
-                               "schema": {"openAPIV3Schema": {"type": "object",
-                                                              "x-kubernetes-preserve-unknown-fields": True}}}]},
-    })
+    ext.create_custom_resource_definition(
+        {
+            "apiVersion": "apiextensions.k8s.io/v1",
+            "kind": "CustomResourceDefinition",
+            "metadata": {"name": "crontabs.stable.example.com"},
+            "spec": {
+                "group": "stable.example.com",
+                "scope": "Namespaced",
+                "names": {"plural": "crontabs", "singular": "crontab", "kind": "CronTab", "shortNames": ["ct"]},
+                "versions": [
+                    {
+                        "name": "v1",
+                        "served": True,
+                        "storage": True,
+                        "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}},
+                    }
+                ],
+            },
+        }
+    )
     co = k8s.CustomObjectsApi(api)
-    body = {"apiVersion": "stable.example.com/v1", "kind": "CronTab", "metadata": {"name": "nightly"},
-            "spec": {"cronSpec": "* * * * */5"}}
+    body = {
+        "apiVersion": "stable.example.com/v1",
+        "kind": "CronTab",
+        "metadata": {"name": "nightly"},
+        "spec": {"cronSpec": "* * * * */5"},
+    }
     co.create_namespaced_custom_object("stable.example.com", "v1", "default", "crontabs", body)
     got = co.get_namespaced_custom_object("stable.example.com", "v1", "default", "crontabs", "nightly")
     assert got["spec"]["cronSpec"] == "* * * * */5"
-    co.patch_namespaced_custom_object("stable.example.com", "v1", "default", "crontabs", "nightly",
-                                      {"spec": {"cronSpec": "0 0 * * *"}})
+    co.patch_namespaced_custom_object(
+        "stable.example.com", "v1", "default", "crontabs", "nightly", {"spec": {"cronSpec": "0 0 * * *"}}
+    )
     items = co.list_namespaced_custom_object("stable.example.com", "v1", "default", "crontabs")["items"]
     assert [i["spec"]["cronSpec"] for i in items] == ["0 0 * * *"]
     co.delete_namespaced_custom_object("stable.example.com", "v1", "default", "crontabs", "nightly")
@@ -95,8 +115,9 @@ def test_watch_stream_resumes_from_a_resource_version(api: k8s.ApiClient) -> Non
     core.delete_namespaced_config_map("a", "default")
     w = watch.Watch()
     seen = []
-    for ev in w.stream(core.list_namespaced_config_map, "default",
-                       resource_version=first.metadata.resource_version, timeout_seconds=5):
+    for ev in w.stream(
+        core.list_namespaced_config_map, "default", resource_version=first.metadata.resource_version, timeout_seconds=5
+    ):
         seen.append((ev["type"], ev["object"].metadata.name))
         if len(seen) == 2:
             w.stop()
@@ -111,8 +132,13 @@ def test_expired_resource_version_answers_410(api: k8s.ApiClient, cluster: Embed
         core.create_namespaced_config_map("default", k8s.V1ConfigMap(metadata=k8s.V1ObjectMeta(name=f"n{i}")))
     cluster.store._log = type(log)(list(log)[-1:], maxlen=log.maxlen)
     with pytest.raises(ApiException) as exc:
-        core.list_namespaced_config_map("default", watch=True, resource_version=first.metadata.resource_version,
-                                        timeout_seconds=2, _preload_content=False)
+        core.list_namespaced_config_map(
+            "default",
+            watch=True,
+            resource_version=first.metadata.resource_version,
+            timeout_seconds=2,
+            _preload_content=False,
+        )
     assert exc.value.status == 410
 
 

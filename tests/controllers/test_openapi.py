@@ -69,9 +69,7 @@ def test_deployment_definition_types_containers_and_carries_gvk() -> None:
     assert doc is not None
     schemas = doc["components"]["schemas"]
     deployment = schemas["io.k8s.api.apps.v1.Deployment"]
-    assert deployment["x-kubernetes-group-version-kind"] == [
-        {"group": "apps", "kind": "Deployment", "version": "v1"}
-    ]
+    assert deployment["x-kubernetes-group-version-kind"] == [{"group": "apps", "kind": "Deployment", "version": "v1"}]
     spec = _resolve(deployment["properties"]["spec"], schemas)
     template = _resolve(spec["properties"]["template"], schemas)
     pod_spec = _resolve(template["properties"]["spec"], schemas)
@@ -187,15 +185,9 @@ def test_crd_schema_is_published_with_gvk_and_object_meta() -> None:
     doc = openapi.openapi_v3_group_version(registry, "example.com/v1")
     assert doc is not None
     widget = doc["components"]["schemas"]["com.example.v1.Widget"]
-    assert widget["x-kubernetes-group-version-kind"] == [
-        {"group": "example.com", "kind": "Widget", "version": "v1"}
-    ]
-    assert widget["properties"]["metadata"]["$ref"].endswith(
-        "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"
-    )
-    assert (
-        widget["properties"]["spec"]["properties"]["config"]["x-kubernetes-preserve-unknown-fields"] is True
-    )
+    assert widget["x-kubernetes-group-version-kind"] == [{"group": "example.com", "kind": "Widget", "version": "v1"}]
+    assert widget["properties"]["metadata"]["$ref"].endswith("io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta")
+    assert widget["properties"]["spec"]["properties"]["config"]["x-kubernetes-preserve-unknown-fields"] is True
     assert "metadata" not in WIDGET_SCHEMA["properties"], "the registry's schema must not be modified"
     assert "com.example.v1.WidgetList" in doc["components"]["schemas"]
 
@@ -315,16 +307,12 @@ def _pb_get(message: bytes, field: int) -> list[Any]:
 def test_openapi_v2_is_served_as_protobuf_to_kubectl() -> None:
     registry = Registry()
     registry.add_crd("widgets.example.com", [_widget()])
-    answer = openapi.openapi_v2_response(
-        registry, "application/com.github.proto-openapi.spec.v2@v1.0+protobuf"
-    )
+    answer = openapi.openapi_v2_response(registry, "application/com.github.proto-openapi.spec.v2@v1.0+protobuf")
     assert answer is not None
     body, content_type = answer
     assert content_type == "application/com.github.proto-openapi.spec.v2.v1.0+protobuf"
     assert _pb_get(body, 1) == [b"2.0"]
-    definitions = {
-        _pb_get(named, 1)[0].decode(): _pb_get(named, 2)[0] for named in _pb_get(_pb_get(body, 9)[0], 1)
-    }
+    definitions = {_pb_get(named, 1)[0].decode(): _pb_get(named, 2)[0] for named in _pb_get(_pb_get(body, 9)[0], 1)}
     deployment = definitions["io.k8s.api.apps.v1.Deployment"]
     extensions = {_pb_get(n, 1)[0].decode(): _pb_get(_pb_get(n, 2)[0], 2)[0] for n in _pb_get(deployment, 31)}
     assert orjson.loads(extensions["x-kubernetes-group-version-kind"]) == [
@@ -337,9 +325,7 @@ def test_openapi_v2_is_served_as_protobuf_to_kubectl() -> None:
         _pb_get(n, 1)[0].decode(): _pb_get(n, 2)[0]
         for n in _pb_get(_pb_get(definitions["com.example.v1.Widget"], 25)[0], 1)
     }["spec"]
-    config = {_pb_get(n, 1)[0].decode(): _pb_get(n, 2)[0] for n in _pb_get(_pb_get(widget_spec, 25)[0], 1)}[
-        "config"
-    ]
+    config = {_pb_get(n, 1)[0].decode(): _pb_get(n, 2)[0] for n in _pb_get(_pb_get(widget_spec, 25)[0], 1)}["config"]
     assert _pb_get(config, 22) == [], "kept-unknown-fields objects are published without a type"
 
 

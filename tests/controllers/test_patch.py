@@ -64,24 +64,39 @@ def test_image_change_keeps_the_other_containers_and_fields() -> None:
     patch = {"spec": {"template": {"spec": {"containers": [{"name": "web", "image": "nginx:1.27"}]}}}}
     out = strategic_merge_patch(live, patch, DEPLOYMENT)
     assert [(c["name"], c["image"]) for c in containers(out)] == [
-        ("web", "nginx:1.27"), ("sidecar", "busybox:1.36"),
+        ("web", "nginx:1.27"),
+        ("sidecar", "busybox:1.36"),
     ]
     assert containers(out)[0]["env"] == containers(live)[0]["env"]
     assert containers(live)[0]["image"] == "nginx:1.25"  # the input is left alone
 
 
 def test_delete_directive_removes_one_env_var() -> None:
-    patch = {"spec": {"template": {"spec": {"containers": [
-        {"name": "web", "env": [{"name": "MODE", "$patch": "delete"}]},
-    ]}}}}
+    patch = {
+        "spec": {
+            "template": {
+                "spec": {
+                    "containers": [
+                        {"name": "web", "env": [{"name": "MODE", "$patch": "delete"}]},
+                    ]
+                }
+            }
+        }
+    }
     out = strategic_merge_patch(deployment(), patch, DEPLOYMENT)
     assert containers(out)[0]["env"] == [{"name": "LEVEL", "value": "3"}]
 
 
 def test_set_element_order_reorders_the_merged_list() -> None:
-    patch = {"spec": {"template": {"spec": {
-        "$setElementOrder/containers": [{"name": "sidecar"}, {"name": "web"}],
-    }}}}
+    patch = {
+        "spec": {
+            "template": {
+                "spec": {
+                    "$setElementOrder/containers": [{"name": "sidecar"}, {"name": "web"}],
+                }
+            }
+        }
+    }
     out = strategic_merge_patch(deployment(), patch, DEPLOYMENT)
     assert [c["name"] for c in containers(out)] == ["sidecar", "web"]
 
@@ -113,27 +128,31 @@ def test_kubectl_client_side_apply_three_way_patch() -> None:
         "metadata": {"annotations": {"kubectl.kubernetes.io/last-applied-configuration": last_applied}},
         "spec": {
             "strategy": {"$retainKeys": ["type"], "rollingUpdate": None, "type": "Recreate"},
-            "template": {"spec": {
-                "$setElementOrder/containers": [{"name": "web"}],
-                "containers": [
-                    {
-                        "$setElementOrder/env": [{"name": "LEVEL"}],
-                        "env": [{"$patch": "delete", "name": "MODE"}],
-                        "image": "nginx:1.26",
-                        "name": "web",
-                    },
-                    {"$patch": "delete", "name": "sidecar"},
-                ],
-            }},
+            "template": {
+                "spec": {
+                    "$setElementOrder/containers": [{"name": "web"}],
+                    "containers": [
+                        {
+                            "$setElementOrder/env": [{"name": "LEVEL"}],
+                            "env": [{"$patch": "delete", "name": "MODE"}],
+                            "image": "nginx:1.26",
+                            "name": "web",
+                        },
+                        {"$patch": "delete", "name": "sidecar"},
+                    ],
+                }
+            },
         },
     }
     out = strategic_merge_patch(deployment(), patch, DEPLOYMENT)
-    assert containers(out) == [{
-        "name": "web",
-        "image": "nginx:1.26",
-        "env": [{"name": "LEVEL", "value": "3"}],
-        "ports": [{"containerPort": 80, "protocol": "TCP"}],
-    }]
+    assert containers(out) == [
+        {
+            "name": "web",
+            "image": "nginx:1.26",
+            "env": [{"name": "LEVEL", "value": "3"}],
+            "ports": [{"containerPort": 80, "protocol": "TCP"}],
+        }
+    ]
     assert out["spec"]["strategy"] == {"type": "Recreate"}
     assert out["metadata"]["annotations"]["kubectl.kubernetes.io/last-applied-configuration"] == last_applied
     assert out["metadata"]["labels"] == {"app": "web"}
@@ -148,9 +167,15 @@ def test_null_removes_a_key_and_label_patches_merge() -> None:
 
 
 def test_replace_directive_in_a_list_and_in_a_map() -> None:
-    patch = {"spec": {"template": {"spec": {
-        "containers": [{"name": "only", "image": "x"}, {"$patch": "replace"}],
-    }}}}
+    patch = {
+        "spec": {
+            "template": {
+                "spec": {
+                    "containers": [{"name": "only", "image": "x"}, {"$patch": "replace"}],
+                }
+            }
+        }
+    }
     out = strategic_merge_patch(deployment(), patch, DEPLOYMENT)
     assert containers(out) == [{"name": "only", "image": "x"}]
     patch = {"metadata": {"labels": {"$patch": "replace", "new": "1"}}}
@@ -159,12 +184,21 @@ def test_replace_directive_in_a_list_and_in_a_map() -> None:
 
 
 def test_conditions_merge_by_type() -> None:
-    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}, "status": {"conditions": [
-        {"type": "PodScheduled", "status": "True"}, {"type": "Ready", "status": "False"},
-    ]}}
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "p"},
+        "status": {
+            "conditions": [
+                {"type": "PodScheduled", "status": "True"},
+                {"type": "Ready", "status": "False"},
+            ]
+        },
+    }
     out = strategic_merge_patch(pod, {"status": {"conditions": [{"type": "Ready", "status": "True"}]}}, POD)
     assert out["status"]["conditions"] == [
-        {"type": "PodScheduled", "status": "True"}, {"type": "Ready", "status": "True"},
+        {"type": "PodScheduled", "status": "True"},
+        {"type": "Ready", "status": "True"},
     ]
 
 
@@ -188,10 +222,20 @@ def test_malformed_strategic_patches_are_bad_requests() -> None:
             deployment(), {"spec": {"strategy": {"$retainKeys": ["type"], "rollingUpdate": {}}}}, DEPLOYMENT
         )
     with pytest.raises(BadRequest, match="setElementOrder"):
-        strategic_merge_patch(deployment(), {"spec": {"template": {"spec": {
-            "$setElementOrder/containers": [{"name": "web"}],
-            "containers": [{"name": "sidecar", "image": "y"}],
-        }}}}, DEPLOYMENT)
+        strategic_merge_patch(
+            deployment(),
+            {
+                "spec": {
+                    "template": {
+                        "spec": {
+                            "$setElementOrder/containers": [{"name": "web"}],
+                            "containers": [{"name": "sidecar", "image": "y"}],
+                        }
+                    }
+                }
+            },
+            DEPLOYMENT,
+        )
 
 
 def test_merge_patch_replaces_lists_and_null_deletes() -> None:
@@ -203,11 +247,14 @@ def test_merge_patch_replaces_lists_and_null_deletes() -> None:
 
 
 def test_json_patch_applies_operations() -> None:
-    out = json_patch(deployment(), [
-        {"op": "replace", "path": "/spec/replicas", "value": 5},
-        {"op": "add", "path": "/metadata/labels/tier", "value": "web"},
-        {"op": "remove", "path": "/spec/template/spec/containers/1"},
-    ])
+    out = json_patch(
+        deployment(),
+        [
+            {"op": "replace", "path": "/spec/replicas", "value": 5},
+            {"op": "add", "path": "/metadata/labels/tier", "value": "web"},
+            {"op": "remove", "path": "/spec/template/spec/containers/1"},
+        ],
+    )
     assert out["spec"]["replicas"] == 5
     assert out["metadata"]["labels"]["tier"] == "web"
     assert [c["name"] for c in containers(out)] == ["web"]
@@ -244,15 +291,26 @@ def test_type_lookup_for_builtin_kinds_and_crds() -> None:
     assert hpa is not None and hpa.field("status") is not None
     assert type_for("events.k8s.io/v1", "Event") is not None
     assert type_for("example.com/v1", "Deployment") is None
-    crd = type_for("example.com/v1", "Widget", {"type": "object", "properties": {"spec": {
-        "type": "object",
-        "properties": {"ports": {
-            "type": "array",
-            "x-kubernetes-list-type": "map",
-            "x-kubernetes-list-map-keys": ["port"],
-            "items": {"type": "object", "properties": {"port": {"type": "integer"}}},
-        }},
-    }}})
+    crd = type_for(
+        "example.com/v1",
+        "Widget",
+        {
+            "type": "object",
+            "properties": {
+                "spec": {
+                    "type": "object",
+                    "properties": {
+                        "ports": {
+                            "type": "array",
+                            "x-kubernetes-list-type": "map",
+                            "x-kubernetes-list-map-keys": ["port"],
+                            "items": {"type": "object", "properties": {"port": {"type": "integer"}}},
+                        }
+                    },
+                }
+            },
+        },
+    )
     assert crd is not None
     ports = crd.field("spec").field("ports")  # type: ignore[union-attr]
     assert ports is not None and ports.list_info is not None

@@ -25,8 +25,11 @@ def eventually(cond: Callable[[], bool], timeout: float = 5.0) -> None:
 
 
 def cm(name: str, **labels: str) -> dict:
-    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "namespace": "default",
-                                                                  "labels": labels}}
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": name, "namespace": "default", "labels": labels},
+    }
 
 
 @pytest.fixture(params=["local", "remote"])
@@ -67,7 +70,7 @@ def test_a_slow_informer_is_dropped_and_relists(cluster: EmbeddedCluster) -> Non
             cluster.client.create(cm(f"x{i}"))
         gate.set()
         eventually(lambda: inf.relists >= 1 and inf.cache.get("default/x5") is not None)
-        assert {f"default/x{i}" for i in range(6)} <= set(inf.cache.keys())
+        assert {f"default/x{i}" for i in range(6)} <= set(inf.cache.list_keys())
         assert cluster.store.count("configmaps") == 7  # writers were never blocked
     finally:
         inf.stop()

@@ -99,15 +99,17 @@ def test_label_selector_object_null_matches_nothing_and_empty_everything() -> No
 
 
 def test_label_selector_object_with_expressions() -> None:
-    sel = label_selector_from_dict({
-        "matchLabels": {"app": "web"},
-        "matchExpressions": [
-            {"key": "tier", "operator": "In", "values": ["fe", "be"]},
-            {"key": "canary", "operator": "DoesNotExist"},
-            {"key": "env", "operator": "NotIn", "values": ["prod"]},
-            {"key": "team", "operator": "Exists"},
-        ],
-    })
+    sel = label_selector_from_dict(
+        {
+            "matchLabels": {"app": "web"},
+            "matchExpressions": [
+                {"key": "tier", "operator": "In", "values": ["fe", "be"]},
+                {"key": "canary", "operator": "DoesNotExist"},
+                {"key": "env", "operator": "NotIn", "values": ["prod"]},
+                {"key": "team", "operator": "Exists"},
+            ],
+        }
+    )
     assert sel.matches({"app": "web", "tier": "fe", "team": "x"})
     assert not sel.matches({"app": "web", "tier": "fe", "team": "x", "canary": "1"})
     assert not sel.matches({"app": "web", "tier": "fe", "team": "x", "env": "prod"})
@@ -123,6 +125,7 @@ def test_label_selector_object_rejects_bad_operator_and_empty_in() -> None:
 
 
 # ---------------------------------------------------------------------------- field selectors
+
 
 def pod(name: str, node: str = "", phase: str = "Pending", ns: str = "default") -> dict[str, object]:
     spec = {"nodeName": node} if node else {}

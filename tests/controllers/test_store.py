@@ -19,14 +19,21 @@ from controllers.store import (
 
 
 def cm(name: str, value: str = "1") -> dict:
-    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "namespace": "default"},
-            "data": {"v": value}}
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": name, "namespace": "default"},
+        "data": {"v": value},
+    }
 
 
 @pytest.fixture(params=["memory", "sqlite"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> MemoryStore:
-    return MemoryStore(event_log_size=10) if request.param == "memory" else SQLiteStore(
-        tmp_path / "state.db", event_log_size=10)
+    return (
+        MemoryStore(event_log_size=10)
+        if request.param == "memory"
+        else SQLiteStore(tmp_path / "state.db", event_log_size=10)
+    )
 
 
 def test_one_global_revision_is_every_objects_resource_version(store: MemoryStore) -> None:

@@ -30,9 +30,7 @@ def printed(resource: ResourceType, obj: dict[str, Any], wide: bool = False) -> 
     columns = table["columnDefinitions"]
     cells = table["rows"][0]["cells"]
     assert len(cells) == len(columns)
-    return {
-        c["name"].upper(): cell for c, cell in zip(columns, cells, strict=True) if wide or c["priority"] == 0
-    }
+    return {c["name"].upper(): cell for c, cell in zip(columns, cells, strict=True) if wide or c["priority"] == 0}
 
 
 def pod(name: str = "web-1", age: float = 200, **status: Any) -> dict[str, Any]:
@@ -156,9 +154,7 @@ def test_crash_looping_pod_shows_back_off_and_last_restart() -> None:
         (
             {
                 "phase": "Succeeded",
-                "containerStatuses": [
-                    {"name": "app", "state": {"terminated": {"exitCode": 0, "reason": "Completed"}}}
-                ],
+                "containerStatuses": [{"name": "app", "state": {"terminated": {"exitCode": 0, "reason": "Completed"}}}],
             },
             "Completed",
         ),
@@ -195,9 +191,7 @@ def test_pod_status_column(status: dict[str, Any], expected: str) -> None:
 def test_init_containers_status() -> None:
     obj = pod(
         phase="Pending",
-        initContainerStatuses=[
-            {"name": "migrate", "ready": False, "restartCount": 0, "state": {"running": {}}}
-        ],
+        initContainerStatuses=[{"name": "migrate", "ready": False, "restartCount": 0, "state": {"running": {}}}],
     )
     obj["spec"]["initContainers"] = [
         {"name": "migrate", "image": "busybox"},
@@ -467,10 +461,7 @@ def test_endpoints_events_ingresses_claims_leases() -> None:
         "metadata": {"name": "web", "creationTimestamp": ago(5)},
         "subsets": [{"addresses": [{"ip": f"10.1.0.{i}"} for i in range(1, 6)], "ports": [{"port": 80}]}],
     }
-    assert (
-        printed(rt("", "v1", "endpoints"), ep)["ENDPOINTS"]
-        == "10.1.0.1:80,10.1.0.2:80,10.1.0.3:80 + 2 more..."
-    )
+    assert printed(rt("", "v1", "endpoints"), ep)["ENDPOINTS"] == "10.1.0.1:80,10.1.0.2:80,10.1.0.3:80 + 2 more..."
     assert printed(rt("", "v1", "endpoints"), {"metadata": {"name": "x"}})["ENDPOINTS"] == "<none>"
 
     event = {
@@ -546,9 +537,7 @@ def test_crds_and_roles_print_created_at_like_the_default_convertor() -> None:
     assert table["columnDefinitions"][1]["type"] == "date"
     assert table["rows"][0]["cells"] == ["widgets.example.com", "2024-05-01T10:00:00Z"]
     role = {"metadata": {"name": "reader", "creationTimestamp": "2024-05-01T10:00:00+00:00"}}
-    assert (
-        printed(rt("rbac.authorization.k8s.io", "v1", "roles"), role)["CREATED AT"] == "2024-05-01T10:00:00Z"
-    )
+    assert printed(rt("rbac.authorization.k8s.io", "v1", "roles"), role)["CREATED AT"] == "2024-05-01T10:00:00Z"
 
 
 def test_other_kinds_get_name_and_age() -> None:
@@ -581,9 +570,7 @@ def test_custom_resource_printer_columns() -> None:
             "labels": {"app.kubernetes.io/name": "shop", "tier": "web"},
         },
         "spec": {"replicas": 2, "size": 1.5, "ports": [80, 443], "containers": [{"image": "nginx"}]},
-        "status": {
-            "conditions": [{"type": "Synced", "status": "False"}, {"type": "Ready", "status": "True"}]
-        },
+        "status": {"conditions": [{"type": "Synced", "status": "False"}, {"type": "Ready", "status": "True"}]},
     }
     table = tables.table(_widgets(columns), [widget], NOW)
     assert [c["name"] for c in table["columnDefinitions"]] == ["Name", *(c["name"] for c in columns)]
