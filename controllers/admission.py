@@ -44,11 +44,6 @@ class AdmissionRequest:
 class MutatingPlugin(Protocol):
     name: str
 
-    @property
-    def has_mutating(self) -> bool:
-        """Whether an object can change in admission (and so must be validated again)."""
-        return bool(self._mutating)
-
     def mutate(self, req: AdmissionRequest) -> None: ...
 
 

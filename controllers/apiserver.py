@@ -29,7 +29,13 @@ from controllers.kinds import Registry, ResourceType
 from controllers.openapi import unknown_fields
 from controllers.patch import json_patch, merge_patch, strategic_merge_patch, supports_patch_type
 from controllers.schema import TypeNode, type_for
-from controllers.selectors import FieldSelector, LabelSelector, parse_field_selector, parse_label_selector
+from controllers.selectors import (
+    FieldSelector,
+    LabelSelector,
+    label_selector_from_dict,
+    parse_field_selector,
+    parse_label_selector,
+)
 from controllers.store import (
     ADDED,
     DELETED,
@@ -230,7 +236,7 @@ class APIServer:
         continue_token: str = "",
     ) -> ListResult:
         labels = parse_label_selector(label_selector)
-        fields = parse_field_selector(field_selector, rt)
+        fields = parse_field_selector(field_selector, rt, rt.selectable_fields)
         records, rev = self.store.list(rt.group_resource, namespace if rt.namespaced and namespace else None)
         start_after: tuple[str, str] | None = None
         if continue_token:
@@ -279,7 +285,7 @@ class APIServer:
     ) -> APIWatch:
         """A watch from `resource_version`; "" or "0" first replays the current objects."""
         labels = parse_label_selector(label_selector)
-        fields = parse_field_selector(field_selector, rt)
+        fields = parse_field_selector(field_selector, rt, rt.selectable_fields)
         ns = namespace if rt.namespaced else ""
         initial: list[Record] = []
         if resource_version in ("", "0"):
@@ -843,7 +849,12 @@ class APIServer:
                 name,
                 [errors.field_error("spec.replicas", f"Invalid value: {replicas}: must be greater than or equal to 0")],
             )
-        patch: dict[str, Any] = {"spec": {"replicas": replicas}}
+        patch: dict[str, Any] = {}
+        node = patch
+        parts = _scale_paths(rt)[0].strip(".").split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = replicas
         rv = (scale.get("metadata") or {}).get("resourceVersion")
         if rv:
             patch["metadata"] = {"resourceVersion": rv}
@@ -1096,6 +1107,9 @@ def crd_types(crd: dict[str, Any]) -> list[ResourceType]:
                 schema=(version.get("schema") or {}).get("openAPIV3Schema"),
                 printer_columns=tuple(version.get("additionalPrinterColumns") or ()),
                 scale=sub.get("scale"),
+                selectable_fields=tuple(
+                    f["jsonPath"] for f in version.get("selectableFields") or () if f.get("jsonPath")
+                ),
                 crd=True,
             )
         )
@@ -1106,7 +1120,7 @@ def crd_types(crd: dict[str, Any]) -> list[ResourceType]:
 def _clone(obj: dict[str, Any]) -> dict[str, Any]:
     """A private deep copy of a JSON object (faster than copy.deepcopy)."""
     try:
-        return orjson.loads(orjson.dumps(obj))  # type: ignore[no-any-return]
+        return orjson.loads(orjson.dumps(obj))
     except TypeError:
         raise errors.BadRequest("the object is not valid JSON") from None
 
@@ -1193,11 +1207,35 @@ def _qos_class(pod: dict[str, Any]) -> str:
     return "Burstable" if requests_any or limits_any else "BestEffort"
 
 
+def _scale_paths(rt: ResourceType) -> tuple[str, str, str | None]:
+    """(spec replicas, status replicas, label selector) paths: the CRD's scale subresource
+    declares them; built-in kinds use spec.replicas, status.replicas and spec.selector."""
+    if rt.crd and rt.scale:
+        return (
+            rt.scale.get("specReplicasPath", ".spec.replicas"),
+            rt.scale.get("statusReplicasPath", ".status.replicas"),
+            rt.scale.get("labelSelectorPath"),
+        )
+    return ".spec.replicas", ".status.replicas", None
+
+
+def _dig(obj: dict[str, Any], path: str) -> Any:
+    cur: Any = obj
+    for part in path.strip(".").split("."):
+        if not isinstance(cur, dict):
+            return None
+        cur = cur.get(part)
+    return cur
+
+
 def _scale_of(rt: ResourceType, obj: dict[str, Any]) -> dict[str, Any]:
-    spec, status, meta = obj.get("spec", {}), obj.get("status", {}), obj["metadata"]
-    selector = spec.get("selector") or {}
-    labels = selector.get("matchLabels", {}) if isinstance(selector, dict) else {}
-    sel = ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
+    meta = obj["metadata"]
+    spec_path, status_path, selector_path = _scale_paths(rt)
+    if selector_path:
+        sel = str(_dig(obj, selector_path) or "")
+    else:
+        selector = (obj.get("spec") or {}).get("selector")
+        sel = str(label_selector_from_dict(selector)) if isinstance(selector, dict) else ""
     return {
         "kind": "Scale",
         "apiVersion": "autoscaling/v1",
@@ -1208,6 +1246,6 @@ def _scale_of(rt: ResourceType, obj: dict[str, Any]) -> dict[str, Any]:
             "resourceVersion": meta.get("resourceVersion"),
             "creationTimestamp": meta.get("creationTimestamp"),
         },
-        "spec": {"replicas": spec.get("replicas", 0)},
-        "status": {"replicas": status.get("replicas", 0), "selector": sel},
+        "spec": {"replicas": _dig(obj, spec_path) or 0},
+        "status": {"replicas": _dig(obj, status_path) or 0, "selector": sel},
     }

@@ -36,6 +36,7 @@ class ResourceType:
     schema: dict[str, Any] | None = field(default=None, compare=False, hash=False)
     printer_columns: tuple[dict[str, Any], ...] = field(default=(), compare=False, hash=False)
     scale: dict[str, Any] | None = field(default=None, compare=False, hash=False)
+    selectable_fields: tuple[str, ...] = field(default=(), compare=False, hash=False)
     crd: bool = False
 
     @property
