@@ -189,8 +189,11 @@ class APIServer:
     SERVICE_CIDR = "10.96.0.0/12"
     NODE_PORT_RANGE = (30000, 32767)
 
-    def __init__(self, store: MemoryStore, registry: Registry | None = None) -> None:
+    def __init__(
+        self, store: MemoryStore, registry: Registry | None = None, default_toleration_seconds: int = 300
+    ) -> None:
         self.store = store
+        self.default_toleration_seconds = default_toleration_seconds
         self.registry = registry or Registry()
         self.admission = AdmissionChain()
         self._alloc_lock = threading.Lock()
@@ -445,7 +448,7 @@ class APIServer:
     def _default_and_validate(
         self, rt: ResourceType, obj: dict[str, Any], old: dict[str, Any] | None, opts: WriteOptions
     ) -> None:
-        apply_defaults(rt, obj)
+        apply_defaults(rt, obj, self.default_toleration_seconds)
         causes = validate(rt, obj, old)
         if causes:
             raise errors.invalid(rt.kind, rt.group, obj.get("metadata", {}).get("name", ""), causes)

@@ -16,6 +16,8 @@ import yaml
 from controllers.apiserver import APIServer
 from controllers.client import LocalClient
 from controllers.http import KubeAPI
+from controllers.manager import ClusterConfig, ControllerContext, ControllerManager
+from controllers.runtime import InformerFactory
 from controllers.store import MemoryStore, SQLiteStore
 from controllers.tls import ServingCerts, ensure_serving_certs
 from controllers.wsgi import WSGIServer
@@ -27,10 +29,19 @@ class EmbeddedCluster:
     """One embedded cluster. `data_dir=None` keeps everything in memory (tests)."""
 
     def __init__(
-        self, data_dir: str | Path | None, api_port: int = 0, host: str = "127.0.0.1", tls: bool = True
+        self,
+        data_dir: str | Path | None,
+        api_port: int = 0,
+        host: str = "127.0.0.1",
+        tls: bool = True,
+        config: ClusterConfig | None = None,
+        controllers: list[str] | None = None,
     ) -> None:
         """With `tls` (the default) the API is HTTPS with a bearer token; without it, plain
-        HTTP with no authentication (kubectl sends tokens only over TLS), for loopback only."""
+        HTTP with no authentication (kubectl sends tokens only over TLS), for loopback only.
+
+        `config` brings up nodes and the controllers (all of them, or those named in
+        `controllers`); without it the cluster is the bare API (the API's own tests)."""
         self.data_dir = Path(data_dir) if data_dir else None
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         if self.data_dir:
@@ -41,7 +52,9 @@ class EmbeddedCluster:
             self.store = MemoryStore()
             self._tmp = tempfile.TemporaryDirectory(prefix="gitops-pki-")
             pki = Path(self._tmp.name)
-        self.api = APIServer(self.store)
+        self.config = config
+        tolerate = config.pod_eviction_seconds if config else 300
+        self.api = APIServer(self.store, default_toleration_seconds=tolerate)
         self.certs: ServingCerts | None = None
         self.token: str | None = None
         if tls:
@@ -50,6 +63,11 @@ class EmbeddedCluster:
         serving = (str(self.certs.cert), str(self.certs.key)) if self.certs else None
         self.http = WSGIServer(KubeAPI(self.api, self.token), host, api_port, tls=serving)
         self.client = LocalClient(self.api)
+        self.manager: ControllerManager | None = None
+        if config is not None:
+            ctx = ControllerContext(LocalClient(self.api), InformerFactory(LocalClient(self.api)), config)
+            self.manager = ControllerManager(ctx)
+            self.manager.add_defaults(controllers)
 
     def _token(self) -> str:
         """A bearer token kept in the data dir (mode 0600) so kubeconfigs survive restarts."""
@@ -94,11 +112,15 @@ class EmbeddedCluster:
 
     def start(self) -> EmbeddedCluster:
         self.http.start()
+        if self.manager is not None:
+            self.manager.start()
         if self.data_dir:
             self.write_kubeconfig()
         return self
 
     def stop(self) -> None:
+        if self.manager is not None:
+            self.manager.stop()
         self.store.close_watchers()  # open watch streams hold server threads until they end
         self.http.stop()
         self.store.close()

@@ -29,11 +29,16 @@ _DEFAULT_TOLERATION_SECONDS = 300
 _FILE_MODE = 0o644  # 420: the defaultMode of secret, configMap, downwardAPI and projected volumes
 
 
-def apply_defaults(rt: ResourceType, obj: Obj) -> None:
-    """Fill in the defaults the real API server applies to `obj` (a `rt` object)."""
+def apply_defaults(rt: ResourceType, obj: Obj, toleration_seconds: int = _DEFAULT_TOLERATION_SECONDS) -> None:
+    """Fill in the defaults the real API server applies to `obj` (a `rt` object).
+
+    `toleration_seconds` is the DefaultTolerationSeconds admission setting for pods."""
     if rt.crd:
         if rt.schema:
             apply_schema_defaults(rt.schema, obj)
+        return
+    if rt.kind == "Pod" and not rt.group:
+        _default_pod(obj, toleration_seconds)
         return
     defaulter = _DEFAULTERS.get((rt.group, rt.kind))
     if defaulter is not None:
@@ -178,7 +183,7 @@ def _default_template(owner_spec: Obj) -> None:
     default_pod_spec(_sub(template, "spec"))
 
 
-def _default_pod(pod: Obj) -> None:
+def _default_pod(pod: Obj, toleration_seconds: int = _DEFAULT_TOLERATION_SECONDS) -> None:
     spec = _sub(pod, "spec")
     default_pod_spec(spec)
     # SetDefaults_Pod: these apply to Pods only, never to templates.
@@ -202,11 +207,11 @@ def _default_pod(pod: Obj) -> None:
     if not spec.get("priorityClassName"):
         spec.setdefault("priority", 0)
     spec.setdefault("preemptionPolicy", "PreemptLowerPriority")
-    _default_tolerations(spec)
+    _default_tolerations(spec, toleration_seconds)
 
 
-def _default_tolerations(spec: Obj) -> None:
-    """DefaultTolerationSeconds admission: tolerate not-ready/unreachable nodes for 300s."""
+def _default_tolerations(spec: Obj, seconds: int) -> None:
+    """DefaultTolerationSeconds admission: tolerate not-ready/unreachable nodes for a while."""
     tolerations = spec.get("tolerations")
     if not isinstance(tolerations, list):
         tolerations = []
@@ -223,7 +228,7 @@ def _default_tolerations(spec: Obj) -> None:
                     "key": key,
                     "operator": "Exists",
                     "effect": "NoExecute",
-                    "tolerationSeconds": _DEFAULT_TOLERATION_SECONDS,
+                    "tolerationSeconds": seconds,
                 }
             )
     spec["tolerations"] = tolerations
@@ -431,7 +436,6 @@ def _default_crd(obj: Obj) -> None:
 
 
 _DEFAULTERS: dict[tuple[str, str], Callable[[Obj], None]] = {
-    ("", "Pod"): _default_pod,
     ("", "Service"): _default_service,
     ("", "Secret"): _default_secret,
     ("", "Namespace"): _default_namespace,

@@ -458,3 +458,46 @@ class Controller:
                     self.queue.add_after(key, result.requeue_after)
             finally:
                 self.queue.done(key)
+
+
+class InformerFactory:
+    """One shared informer per (apiVersion, kind, namespace), as client-go's
+    SharedInformerFactory: every controller that reads pods reads the same cache."""
+
+    def __init__(self, client: Client) -> None:
+        self.client = client
+        self._lock = threading.Lock()
+        self._informers: dict[tuple[str, str, str], Informer] = {}
+        self._started = False
+
+    def informer(self, api_version: str, kind: str, namespace: str = "") -> Informer:
+        key = (api_version, kind, namespace)
+        with self._lock:
+            inf = self._informers.get(key)
+            if inf is None:
+                inf = Informer(self.client, api_version, kind, namespace)
+                self._informers[key] = inf
+                if self._started:
+                    inf.start()
+            return inf
+
+    def start(self) -> None:
+        with self._lock:
+            self._started = True
+            for inf in self._informers.values():
+                if inf._thread is None:
+                    inf.start()
+
+    def wait_for_sync(self, timeout: float | None = None) -> bool:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for inf in list(self._informers.values()):
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            if not inf.wait_for_sync(left):
+                return False
+        return True
+
+    def stop(self) -> None:
+        with self._lock:
+            informers = list(self._informers.values())
+        for inf in informers:
+            inf.stop()

@@ -11,6 +11,7 @@ from pathlib import Path
 import click
 
 from controllers.cluster import EmbeddedCluster
+from controllers.manager import ClusterConfig
 
 
 @click.group()
@@ -37,9 +38,40 @@ def main(verbose: int) -> None:
     help="Port of the embedded Kubernetes API (0 picks a free one).",
 )
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
-def up(data_dir: str, api_port: int, host: str) -> None:
+@click.option("--nodes", default=3, show_default=True, type=int, help="Number of simulated nodes.")
+@click.option("--node-cpu", default="4", show_default=True, help="CPU capacity of each node.")
+@click.option("--node-memory", default="8Gi", show_default=True, help="Memory capacity of each node.")
+@click.option("--node-pods", default=110, show_default=True, type=int, help="Pod capacity of each node.")
+@click.option(
+    "--cluster-file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="YAML describing the nodes (name, cpu, memory, pods, zone, labels, taints) and settings; "
+    "overrides the --node-* flags.",
+)
+@click.option(
+    "--kubelet-rules",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="YAML rules making the simulated kubelet fail image pulls, crash containers or time Job pods.",
+)
+def up(
+    data_dir: str,
+    api_port: int,
+    host: str,
+    nodes: int,
+    node_cpu: str,
+    node_memory: str,
+    node_pods: int,
+    cluster_file: Path | None,
+    kubelet_rules: Path | None,
+) -> None:
     """Start the embedded control plane and run until Ctrl-C or SIGTERM."""
-    cluster = EmbeddedCluster(data_dir, api_port=api_port, host=host).start()
+    if cluster_file is not None:
+        config = ClusterConfig.from_file(cluster_file)
+    else:
+        config = ClusterConfig.default(nodes, node_cpu, node_memory, node_pods)
+    if kubelet_rules is not None:
+        config.kubelet_rules = kubelet_rules
+    cluster = EmbeddedCluster(data_dir, api_port=api_port, host=host, config=config).start()
     kubeconfig = Path(data_dir).resolve() / "kubeconfig"
     click.echo(f"Kubernetes API:  {cluster.url}")
     click.echo(f"kubeconfig:      {kubeconfig}")

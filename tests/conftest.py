@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from controllers.cluster import EmbeddedCluster
+from controllers.manager import ClusterConfig
 
 
 @pytest.fixture
@@ -20,6 +21,26 @@ def cluster() -> Iterator[EmbeddedCluster]:
         yield c
     finally:
         c.stop()
+
+
+@pytest.fixture
+def kube(tmp_path: Path) -> Iterator[EmbeddedCluster]:
+    """An in-memory cluster with 3 nodes and every controller running (fast timings)."""
+    config = ClusterConfig.default(3)
+    config.heartbeat_seconds = 0.5
+    config.node_monitor_grace_seconds = 3
+    config.pod_eviction_seconds = 2
+    c = EmbeddedCluster(None, api_port=0, config=config).start()
+    try:
+        yield c
+    finally:
+        c.stop()
+
+
+@pytest.fixture
+def kube_kubectl(kube: EmbeddedCluster, tmp_path: Path) -> Kubectl:
+    """kubectl against the `kube` cluster."""
+    return Kubectl(kube.write_kubeconfig(tmp_path / "kube-kubeconfig"), tmp_path)
 
 
 @pytest.fixture
