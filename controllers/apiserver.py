@@ -558,7 +558,7 @@ class APIServer:
         if opts.dry_run:
             new_meta["resourceVersion"] = str(old_rv)
             return new
-        if new_meta.get("deletionTimestamp") and not new_meta.get("finalizers"):
+        if new_meta.get("deletionTimestamp") and not new_meta.get("finalizers") and not _spec_finalizers(rt, new):
             return self._remove(rt, ns, name, old_rv, new)
         try:
             rec = self.store.update(rt.group_resource, ns, name, new, old_rv)
@@ -749,7 +749,7 @@ class APIServer:
         elif policy == "Orphan" and ORPHAN_FINALIZER not in finalizers:
             finalizers.append(ORPHAN_FINALIZER)
         grace = self._grace_period(rt, obj, opts)
-        if not finalizers and not grace:
+        if not finalizers and not grace and not _spec_finalizers(rt, obj):
             if meta.get("deletionTimestamp") and opts.dry_run:
                 return obj
             if opts.dry_run:
@@ -1120,6 +1120,14 @@ def crd_types(crd: dict[str, Any]) -> list[ResourceType]:
 
 
 # ---------------------------------------------------------------------- helpers
+def _spec_finalizers(rt: ResourceType, obj: dict[str, Any]) -> list[str]:
+    """A Namespace also waits for spec.finalizers (the namespace controller's `kubernetes`
+    entry, cleared through namespaces/finalize once the namespace is empty)."""
+    if rt.kind == "Namespace" and not rt.group:
+        return list((obj.get("spec") or {}).get("finalizers") or [])
+    return []
+
+
 def _clone(obj: dict[str, Any]) -> dict[str, Any]:
     """A private deep copy of a JSON object (faster than copy.deepcopy)."""
     try:

@@ -101,7 +101,21 @@ class ControllerContext:
 Factory = Callable[[ControllerContext], Startable]
 
 # name -> "module:function" building the controller from a ControllerContext.
-DEFAULT_CONTROLLERS: dict[str, str] = {}
+DEFAULT_CONTROLLERS: dict[str, str] = {
+    "nodes": "controllers.nodes:new",  # simulated nodes (registration, heartbeat) and node lifecycle
+    "kubelet": "controllers.kubelet:new",  # pod lifecycle on the simulated nodes
+    "scheduler": "controllers.scheduler:new",
+    "replicaset": "controllers.workloads.replicaset:new",
+    "deployment": "controllers.workloads.deployment:new",
+    "statefulset": "controllers.workloads.statefulset:new",
+    "daemonset": "controllers.workloads.daemonset:new",
+    "job": "controllers.workloads.job:new",
+    "cronjob": "controllers.workloads.cronjob:new",
+    "endpoints": "controllers.endpoints:new",  # Endpoints and EndpointSlices
+    "servicelb": "controllers.servicelb:new",  # LoadBalancer Services and Ingresses get an address
+    "gc": "controllers.gc:new",  # ownerReference garbage collection
+    "namespace": "controllers.namespace:new",  # deleting a namespace deletes its contents
+}
 
 
 class ControllerManager:
