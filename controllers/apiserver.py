@@ -558,8 +558,15 @@ class APIServer:
         if opts.dry_run:
             new_meta["resourceVersion"] = str(old_rv)
             return new
-        if new_meta.get("deletionTimestamp") and not new_meta.get("finalizers") and not _spec_finalizers(rt, new):
-            return self._remove(rt, ns, name, old_rv, new)
+        if (
+            new_meta.get("deletionTimestamp")
+            and not new_meta.get("finalizers")
+            and not _spec_finalizers(rt, new)
+            and not new_meta.get("deletionGracePeriodSeconds")  # a pod stopping gracefully stays until then
+        ):
+            removed = self._remove(rt, ns, name, old_rv, new)
+            new_meta["resourceVersion"] = removed["metadata"]["resourceVersion"]
+            return new  # the object as this write left it: without the finalizer it removed
         try:
             rec = self.store.update(rt.group_resource, ns, name, new, old_rv)
         except RevisionMismatch:

@@ -48,6 +48,9 @@ _GROUP_ORDER = (
     "node.k8s.io",
     "discovery.k8s.io",
     "flowcontrol.apiserver.k8s.io",
+    # The engine's own group before other CRD groups: `kubectl get applications` means
+    # ours even when Argo CD's argoproj.io Application CRD is served too.
+    "gitops.dev",
 )
 
 # subresource -> (kind it answers with as (group, version, kind), or None for the parent's kind; verbs)

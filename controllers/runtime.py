@@ -152,6 +152,8 @@ class Informer:
         self.page_size = page_size
         self.cache = Indexer()
         self._handlers: list[Handler] = []
+        # Held while events are delivered, so a handler added meanwhile misses none.
+        self._dispatch = threading.RLock()
         self._synced = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -160,10 +162,11 @@ class Informer:
         self.relists = 0
 
     def add_handler(self, handler: Handler) -> None:
-        self._handlers.append(handler)
-        if self._synced.is_set():  # late handlers see the current state, as client-go does
-            for obj in self.cache.list():
-                handler("ADDED", obj, None)
+        with self._dispatch:
+            self._handlers.append(handler)
+            if self._synced.is_set():  # late handlers see the current state, as client-go does
+                for obj in self.cache.list():
+                    handler("ADDED", obj, None)
 
     def start(self) -> Informer:
         self._thread = threading.Thread(target=self._run, name=f"informer-{self.kind}", daemon=True)
@@ -224,9 +227,10 @@ class Informer:
             rv = (page.get("metadata") or {}).get("resourceVersion") or ""
             if not token:
                 break
-        self._replace(items)
-        self.last_rv = rv
-        self._synced.set()
+        with self._dispatch:
+            self._replace(items)
+            self.last_rv = rv
+            self._synced.set()
 
     def _replace(self, items: list[Obj]) -> None:
         """Swap in a fresh listing, telling handlers what appeared, changed and vanished."""
@@ -265,12 +269,13 @@ class Informer:
                         self.last_rv = rv
                     continue
                 key = object_key(ev.object)
-                if ev.type == "DELETED":
-                    old = self.cache.remove(key)
-                    self._notify("DELETED", ev.object, old)
-                else:
-                    old = self.cache.put(ev.object)
-                    self._notify("ADDED" if old is None else "MODIFIED", ev.object, old)
+                with self._dispatch:
+                    if ev.type == "DELETED":
+                        old = self.cache.remove(key)
+                        self._notify("DELETED", ev.object, old)
+                    else:
+                        old = self.cache.put(ev.object)
+                        self._notify("ADDED" if old is None else "MODIFIED", ev.object, old)
                 if rv:
                     self.last_rv = rv
         finally:
@@ -296,6 +301,7 @@ class WorkQueue:
         self._dirty: set[str] = set()
         self._processing: set[str] = set()
         self._delayed: list[tuple[float, int, str]] = []
+        self._due: dict[str, float] = {}  # key -> when its one pending delayed add fires
         self._seq = 0
         self._failures: dict[str, int] = {}
         self.base_delay, self.max_delay = base_delay, max_delay
@@ -314,11 +320,16 @@ class WorkQueue:
         if delay <= 0:
             self.add(key)
             return
+        when = time.monotonic() + delay
         with self._cond:
             if self._shutdown:
                 return
+            due = self._due.get(key)
+            if due is not None and due <= when:
+                return  # one pending delayed add per key, the earliest (as client-go)
+            self._due[key] = when
             self._seq += 1
-            heapq.heappush(self._delayed, (time.monotonic() + delay, self._seq, key))
+            heapq.heappush(self._delayed, (when, self._seq, key))
             self._cond.notify()
 
     def add_rate_limited(self, key: str) -> None:
@@ -360,7 +371,10 @@ class WorkQueue:
     def _promote_delayed(self) -> None:
         now = time.monotonic()
         while self._delayed and self._delayed[0][0] <= now:
-            _, _, key = heapq.heappop(self._delayed)
+            when, _, key = heapq.heappop(self._delayed)
+            if self._due.get(key) != when:
+                continue  # superseded by an earlier add_after of the same key
+            del self._due[key]
             if key not in self._dirty:
                 self._dirty.add(key)
                 if key not in self._processing:

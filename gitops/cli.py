@@ -10,8 +10,12 @@ from pathlib import Path
 
 import click
 
+from controllers.client import LocalClient
 from controllers.cluster import EmbeddedCluster
 from controllers.manager import ClusterConfig
+from gitops.appcli import app as app_group
+from gitops.controller import EngineSettings
+from gitops.engine import Engine
 
 
 @click.group()
@@ -53,6 +57,20 @@ def main(verbose: int) -> None:
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="YAML rules making the simulated kubelet fail image pulls, crash containers or time Job pods.",
 )
+@click.option(
+    "--app",
+    "app_files",
+    multiple=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="A file of Applications to create or update at start (repeatable).",
+)
+@click.option(
+    "--poll-interval",
+    default=120.0,
+    show_default=True,
+    type=float,
+    help="Seconds between git polls of each app (webhooks refresh at once).",
+)
 def up(
     data_dir: str,
     api_port: int,
@@ -63,6 +81,8 @@ def up(
     node_pods: int,
     cluster_file: Path | None,
     kubelet_rules: Path | None,
+    app_files: tuple[Path, ...],
+    poll_interval: float,
 ) -> None:
     """Start the embedded control plane and run until Ctrl-C or SIGTERM."""
     if cluster_file is not None:
@@ -72,6 +92,10 @@ def up(
     if kubelet_rules is not None:
         config.kubelet_rules = kubelet_rules
     cluster = EmbeddedCluster(data_dir, api_port=api_port, host=host, config=config).start()
+    engine = Engine(LocalClient(cluster.api), Path(data_dir), EngineSettings(poll_seconds=poll_interval)).start()
+    for path in app_files:
+        for a in engine.apply_app_file(path):
+            click.echo(f"application {a['metadata']['namespace']}/{a['metadata']['name']} applied from {path}")
     kubeconfig = Path(data_dir).resolve() / "kubeconfig"
     click.echo(f"Kubernetes API:  {cluster.url}")
     click.echo(f"kubeconfig:      {kubeconfig}")
@@ -87,7 +111,11 @@ def up(
     signal.signal(signal.SIGTERM, on_signal)
     stop.wait()
     click.echo("Shutting down...")
+    engine.stop()
     cluster.stop()
+
+
+main.add_command(app_group)
 
 
 if __name__ == "__main__":

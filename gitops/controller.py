@@ -1,0 +1,660 @@
+"""The application controller: reconcile(app) = resolve the revision, render, compare
+with the live state, sync if asked or automated, and write the status.
+
+It is a controller like any other in the house (controllers/runtime.py): informers on
+Applications and on every kind the apps own (indexed by our tracking annotation, so
+finding an app's resources never lists the cluster), a work queue, and reconcile steps.
+Git is polled with APScheduler; webhooks and the CLI ask for refreshes explicitly."""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import orjson
+from apscheduler.schedulers.background import BackgroundScheduler
+
+from controllers import errors
+from controllers.client import Client
+from controllers.runtime import Controller, Informer, InformerFactory, Result
+from gitops import apps
+from gitops.diff import ResourceDiff, compare
+from gitops.health import Health, aggregate, resource_health
+from gitops.resources import Obj, ResourceKey, hook_types, tracked_app, tracking_id
+from gitops.source.git import GitError, RepoCache
+from gitops.source.render import Renderer, RenderError
+from gitops.sync import (
+    FAILED,
+    RUNNING,
+    SUCCEEDED,
+    Plan,
+    SyncContext,
+    make_plan,
+    start_operation,
+    step,
+    tracked,
+)
+
+log = logging.getLogger(__name__)
+
+SYNCED, OUT_OF_SYNC, UNKNOWN = "Synced", "OutOfSync", "Unknown"
+
+
+def now_rfc3339() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass(frozen=True)
+class Violation:
+    policy: str
+    rule: str
+    resource: str
+    message: str
+    action: str = "Enforce"  # Enforce blocks the sync; Audit is a warning
+
+
+class PolicyGate(Protocol):
+    """Pre-flight of a whole desired set before anything is applied (policies/)."""
+
+    def check(self, objects: list[Obj]) -> list[Violation]: ...
+
+
+@dataclass
+class Comparison:
+    revision: str
+    desired: list[Obj]
+    hooks: list[Obj]
+    diffs: dict[ResourceKey, ResourceDiff]
+    extraneous: list[Obj]
+    health: Health
+    resource_health: dict[ResourceKey, Health]
+    sync_status: str
+    commit_message: str = ""
+
+
+@dataclass
+class EngineSettings:
+    poll_seconds: float = 120.0
+    workers: int = 8
+    fetch_concurrency: int = 4
+    render_concurrency: int = 2
+    self_heal_seconds: float = 5.0
+
+
+@dataclass
+class _AppState:
+    """Per-app memory between reconciles (not needed for correctness after a restart)."""
+
+    last_fetch: float = 0.0
+    refresh: bool = True
+    predictions: dict[ResourceKey, tuple[bytes, str, Obj | None]] = field(default_factory=dict)
+
+
+class AppController:
+    def __init__(
+        self,
+        client: Client,
+        informers: InformerFactory,
+        repos: RepoCache,
+        renderer: Renderer,
+        settings: EngineSettings | None = None,
+        gate: PolicyGate | None = None,
+    ) -> None:
+        self.client = client
+        self.informers = informers
+        self.repos = repos
+        self.renderer = renderer
+        self.settings = settings or EngineSettings()
+        self.gate = gate
+        self.controller = Controller("applications", self.reconcile, workers=self.settings.workers)
+        self._fetch_slots = threading.BoundedSemaphore(self.settings.fetch_concurrency)
+        self._render_slots = threading.BoundedSemaphore(self.settings.render_concurrency)
+        self._state: dict[str, _AppState] = {}
+        self._state_lock = threading.Lock()
+        self._kinds: dict[tuple[str, str], Informer] = {}  # (group, kind) -> informer
+        self._versions: dict[tuple[str, str], str] = {}  # (group, kind) -> apiVersion
+        self._kinds_lock = threading.Lock()
+        self._app_informers: dict[str, Informer] = {}
+        self._scheduler = BackgroundScheduler(daemon=True)
+        self.listeners: list[Callable[[Obj], None]] = []  # told of every status written
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self) -> AppController:
+        for api_version in apps.APP_API_VERSIONS:
+            inf = self.informers.informer(api_version, apps.KIND)
+            self._app_informers[api_version] = inf
+            self.controller.watch(inf, _keys_for(api_version))
+        self.informers.start()
+        self.controller.start()
+        self._scheduler.add_job(
+            self._poll,
+            "interval",
+            seconds=self.settings.poll_seconds,
+            jitter=self.settings.poll_seconds * 0.1,
+            id="poll-git",
+        )
+        self._scheduler.start()
+        return self
+
+    def stop(self) -> None:
+        self._scheduler.shutdown(wait=False)
+        self.controller.stop()
+
+    def _poll(self) -> None:
+        for key in self.app_keys():
+            self.refresh(key)
+
+    def app_keys(self) -> list[str]:
+        return [_queue_key(av, o) for av, inf in self._app_informers.items() for o in inf.cache.list()]
+
+    def refresh(self, key: str, hard: bool = False) -> None:
+        """Ask for a git fetch and a fresh comparison of one app (webhooks, CLI, poll)."""
+        self._app_state(key).refresh = True
+        if hard:
+            self._app_state(key).predictions.clear()
+        self.controller.queue.add(key)
+
+    def get_app(self, key: str) -> Obj | None:
+        api_version, _, ns_name = key.partition("|")
+        inf = self._app_informers.get(api_version)
+        return inf.cache.get(ns_name) if inf else None
+
+    def _app_state(self, key: str) -> _AppState:
+        with self._state_lock:
+            return self._state.setdefault(key, _AppState())
+
+    # ------------------------------------------------------------------ informers on owned kinds
+    def _informer_for(self, api_version: str, kind: str) -> Informer:
+        group = api_version.rpartition("/")[0]
+        with self._kinds_lock:
+            inf = self._kinds.get((group, kind))
+            if inf is not None:
+                return inf
+            inf = self.informers.informer(api_version, kind)
+            self._kinds[(group, kind)] = inf
+            self._versions[(group, kind)] = api_version
+        inf.cache.add_index("tracking", lambda o: [a] if (a := tracked_app(o)) else [])
+        inf.add_handler(self._on_owned_change)
+        return inf
+
+    def _on_owned_change(self, _etype: str, obj: Obj, old: Obj | None) -> None:
+        for o in (obj, old):
+            owner = tracked_app(o) if o is not None else None
+            if owner:
+                for av in apps.APP_API_VERSIONS:
+                    self.controller.queue.add(f"{av}|{owner}")
+
+    def _live(self, key: ResourceKey) -> Obj | None:
+        inf = self._kinds.get((key.group, key.kind))
+        if inf is None:
+            return None
+        return inf.cache.get(f"{key.namespace}/{key.name}" if key.namespace else key.name)
+
+    # ------------------------------------------------------------------ reconcile
+    def reconcile(self, key: str) -> Result | None:
+        app = self.get_app(key)
+        if app is None:
+            with self._state_lock:
+                self._state.pop(key, None)
+            return None
+        app = copy.deepcopy(app)
+        status = copy.deepcopy(app.get("status") or {})
+        state = self._app_state(key)
+        self._take_refresh_request(app, state)
+        try:
+            spec = apps.parse_spec(app)
+            if not apps.is_in_cluster(spec):
+                raise apps.SpecError(
+                    f"cluster {spec.dest_server or spec.dest_name!r} is not registered: only "
+                    f"{apps.IN_CLUSTER} (in-cluster) is served"
+                )
+        except apps.SpecError as exc:
+            _set_condition(status, "InvalidSpecError", str(exc))
+            status["sync"] = {"status": UNKNOWN}
+            self._write_status(app, status)
+            return None
+        _clear_condition(status, "InvalidSpecError")
+
+        op_state = status.get("operationState") or {}
+        requested = app.get("operation")
+        running = op_state.get("phase") == RUNNING
+        revision_override = ""
+        if requested and not running:
+            revision_override = str((requested.get("sync") or {}).get("revision") or "")
+        elif running:
+            revision_override = str(op_state.get("syncResult", {}).get("revision") or "")
+
+        try:
+            comparison = self._compare(app, spec, state, revision_override)
+        except (GitError, RenderError) as exc:
+            _set_condition(status, "ComparisonError", str(exc))
+            status.setdefault("sync", {})["status"] = status.get("sync", {}).get("status") or UNKNOWN
+            status["reconciledAt"] = now_rfc3339()
+            self._write_status(app, status)
+            state.refresh = True
+            return Result(requeue_after=min(self.settings.poll_seconds, 10.0))
+        _clear_condition(status, "ComparisonError")
+        self._apply_comparison(status, comparison, spec)
+
+        requeue: float | None = None
+        if requested and not running:
+            op_state = self._begin(app, status, comparison, requested)
+            running = True
+        elif not running and self._should_auto_sync(spec, status, comparison, state):
+            op_state = self._begin(
+                app,
+                status,
+                comparison,
+                {
+                    "sync": {"revision": comparison.revision, "prune": spec.prune},
+                    "initiatedBy": {"automated": True},
+                },
+            )
+            running = op_state.get("phase") == RUNNING
+        if running:
+            requeue = self._advance(app, spec, status, comparison)
+        elif op_state.get("phase") == FAILED and self._retry_due(spec, op_state):
+            requeue = self._retry_delay(spec, op_state)
+        self._write_status(app, status)
+        if requeue is not None:
+            return Result(requeue_after=requeue)
+        return None
+
+    def _take_refresh_request(self, app: Obj, state: _AppState) -> None:
+        """`gitops.dev/refresh` (or Argo CD's annotation) asks for a fetch; `hard` also
+        forgets cached predictions. The annotation is removed once taken."""
+        ann = app["metadata"].get("annotations") or {}
+        for name in (apps.REFRESH_ANNOTATION, apps.ARGO_REFRESH_ANNOTATION):
+            if name not in ann:
+                continue
+            state.refresh = True
+            if ann[name] == "hard":
+                state.predictions.clear()
+            meta = app["metadata"]
+            try:
+                self.client.patch(
+                    app["apiVersion"],
+                    apps.KIND,
+                    meta["name"],
+                    {"metadata": {"annotations": {name: None}}},
+                    meta.get("namespace", ""),
+                    "merge",
+                )
+            except errors.NotFound:
+                pass
+
+    # ------------------------------------------------------------------ compare
+    def _compare(self, app: Obj, spec: apps.AppSpec, state: _AppState, override: str) -> Comparison:
+        meta = app["metadata"]
+        source = spec.sources[0]
+        target = override or source.target_revision
+        refresh = state.refresh or time.monotonic() - state.last_fetch > self.settings.poll_seconds
+        with self._fetch_slots:
+            sha = self.repos.resolve(source.repo_url, target, refresh=refresh)
+        state.refresh = False
+        state.last_fetch = time.monotonic()
+        manifests: list[Obj] = []
+        with self._render_slots:
+            for src in spec.sources:
+                rev = sha if src is source else self.repos.resolve(src.repo_url, src.target_revision)
+                manifests.extend(self.renderer.render(src.repo_url, rev, src.raw, meta["name"], spec.dest_namespace))
+        desired, hooks = self._desired(app, spec, manifests)
+        diffs: dict[ResourceKey, ResourceDiff] = {}
+        healths: dict[ResourceKey, Health] = {}
+        seen: set[ResourceKey] = set()
+        for obj in desired:
+            if hook_types(obj):
+                continue  # hooks run during a sync; they are not resources to compare
+            key = ResourceKey.of(obj)
+            seen.add(key)
+            self._informer_for(obj["apiVersion"], obj["kind"])
+            live = self._live(key)
+            predicted = self._predict(state, key, obj, live) if live is not None else None
+            diffs[key] = compare(obj, predicted, live, spec.ignore_differences)
+            healths[key] = resource_health(live) if live is not None else Health("Missing", "")
+        app_key = f"{meta.get('namespace', '')}/{meta['name']}"
+        extraneous = []
+        for inf in list(self._kinds.values()):
+            for live in inf.cache.by_index("tracking", app_key):
+                key = ResourceKey.of(live)
+                if key in seen or hook_types(live):
+                    continue
+                extraneous.append(live)
+                diffs[key] = compare(None, None, live, spec.ignore_differences)
+        out_of_sync = any(d.status != SYNCED for d in diffs.values())
+        health = aggregate(list(healths.values())) if healths else Health("Healthy", "")
+        try:
+            message = self.repos.commit_info(source.repo_url, sha).message
+        except GitError:
+            message = ""
+        return Comparison(
+            sha, desired, hooks, diffs, extraneous, health, healths, OUT_OF_SYNC if out_of_sync else SYNCED, message
+        )
+
+    def _desired(self, app: Obj, spec: apps.AppSpec, manifests: list[Obj]) -> tuple[list[Obj], list[Obj]]:
+        return desired_objects(app, spec, manifests, self._namespaced)
+
+    def _namespaced(self, api_version: str, kind: str) -> bool:
+        try:
+            return self.client.resource_info(api_version, kind).namespaced
+        except errors.NotFound:
+            return True  # not served yet (its CRD comes in this sync): namespaced, as most are
+
+    def _predict(self, state: _AppState, key: ResourceKey, desired: Obj, live: Obj) -> Obj | None:
+        """What the object would be after our apply: a server-side dry run, cached by the
+        desired content and the live resourceVersion so a no-op pass sends nothing."""
+        digest = orjson.dumps(desired, option=orjson.OPT_SORT_KEYS)
+        live_rv = str(live.get("metadata", {}).get("resourceVersion", ""))
+        hit = state.predictions.get(key)
+        if hit is not None and hit[0] == digest and hit[1] == live_rv:
+            return hit[2]
+        try:
+            predicted = self.client.apply(copy.deepcopy(desired), field_manager="gitops", force=True, dry_run=True)
+        except errors.APIError as exc:
+            log.debug("dry run of %s failed: %s", key, exc.message)
+            predicted = None
+        state.predictions[key] = (digest, live_rv, predicted)
+        return predicted
+
+    def _apply_comparison(self, status: Obj, c: Comparison, spec: apps.AppSpec) -> None:
+        resources = []
+        for key, diff in sorted(c.diffs.items()):
+            entry: Obj = {
+                **key.as_status(),
+                "version": self._versions.get((key.group, key.kind), "").rpartition("/")[2],
+                "status": diff.status,
+            }
+            h = c.resource_health.get(key)
+            if h is not None:
+                entry["health"] = {"status": h.status, **({"message": h.message} if h.message else {})}
+            if diff.status == "Extraneous":
+                entry["status"] = OUT_OF_SYNC
+                entry["requiresPruning"] = True
+            resources.append(entry)
+        status["resources"] = resources
+        source = spec.sources[0]
+        status["sync"] = {
+            "status": c.sync_status,
+            "revision": c.revision,
+            "comparedTo": {
+                "source": source.raw,
+                "destination": {
+                    "server": spec.dest_server or None,
+                    "name": spec.dest_name or None,
+                    "namespace": spec.dest_namespace or None,
+                },
+            },
+        }
+        status["health"] = {"status": c.health.status, **({"message": c.health.message} if c.health.message else {})}
+        status["summary"] = {
+            "images": sorted({img for o in c.desired for img in _images(o)}),
+            "commitMessage": c.commit_message,
+        }
+        try:
+            status["sourceType"] = self.renderer.source_type(source.repo_url, c.revision, source.raw)
+        except (GitError, RenderError):
+            pass
+        status["reconciledAt"] = now_rfc3339()
+
+    # ------------------------------------------------------------------ operations
+    def _should_auto_sync(self, spec: apps.AppSpec, status: Obj, c: Comparison, state: _AppState) -> bool:
+        if not spec.automated or c.sync_status != OUT_OF_SYNC:
+            return False
+        if not c.desired and not spec.allow_empty:
+            return False  # never prune everything because a render came back empty
+        last = status.get("operationState") or {}
+        last_rev = (last.get("syncResult") or {}).get("revision")
+        if last_rev != c.revision:
+            return True
+        if last.get("phase") == FAILED:
+            return False  # Argo CD does not retry the same revision automatically (unless retry)
+        return spec.self_heal
+
+    def _begin(self, app: Obj, status: Obj, c: Comparison, requested: Obj) -> Obj:
+        sync = requested.get("sync") or {}
+        op = start_operation(
+            c.revision,
+            apps.parse_spec(app).sources[0].raw,
+            requested.get("initiatedBy") or {"username": "admin"},
+            {k: v for k, v in sync.items() if k != "revision"},
+        )
+        status["operationState"] = op
+        if self.gate is not None:
+            violations = self.gate.check(c.desired)
+            blocking = [v for v in violations if v.action == "Enforce"]
+            warnings = [v for v in violations if v.action != "Enforce"]
+            _set_policy_conditions(status, blocking, warnings)
+            if blocking:
+                op["phase"] = FAILED
+                op["finishedAt"] = now_rfc3339()
+                op["message"] = "blocked by policy: " + "; ".join(
+                    f"{v.policy}/{v.rule} on {v.resource}: {v.message}" for v in blocking
+                )
+        return op
+
+    def _advance(self, app: Obj, spec: apps.AppSpec, status: Obj, c: Comparison) -> float | None:
+        op = status["operationState"]
+        sync = op.get("operation", {}).get("sync", {})
+        selected = {
+            (r.get("group", ""), r.get("kind"), r.get("namespace", ""), r.get("name"))
+            for r in sync.get("resources") or []
+        }
+        desired = c.desired
+        if selected:
+            desired = [
+                o
+                for o in desired
+                if (ResourceKey.of(o).group, o["kind"], ResourceKey.of(o).namespace, ResourceKey.of(o).name) in selected
+            ]
+        if spec.flag("ApplyOutOfSyncOnly"):
+            desired = [
+                o
+                for o in desired
+                if hook_types(o)
+                or c.diffs.get(ResourceKey.of(o)) is None
+                or c.diffs[ResourceKey.of(o)].status != SYNCED
+            ]
+        prune = bool(sync.get("prune", spec.prune))
+        plan: Plan = make_plan(desired, [] if selected else c.extraneous, prune, spec.flag("PruneLast"))
+        if spec.flag("CreateNamespace") and spec.dest_namespace and not sync.get("dryRun"):
+            self._ensure_namespace(spec.dest_namespace)
+        ctx = SyncContext(
+            self.client, self._live, resource_health, dry_run=bool(sync.get("dryRun")), replace=spec.flag("Replace")
+        )
+        for obj in desired:
+            self._informer_for(obj["apiVersion"], obj["kind"])
+        result = step(ctx, plan, op)
+        if op["phase"] == SUCCEEDED and not ctx.dry_run:
+            _add_history(status, op, spec.revision_history_limit)
+            _clear_condition(status, "SyncError")
+        elif op["phase"] == FAILED:
+            _set_condition(status, "SyncError", op.get("message", "sync failed"))
+            return self._retry_delay(spec, op) if self._retry_due(spec, op) else None
+        return result.requeue_after
+
+    def _retry_due(self, spec: apps.AppSpec, op: Obj) -> bool:
+        return spec.retry_limit > 0 and int(op.get("retryCount", 0)) < spec.retry_limit
+
+    def _retry_delay(self, spec: apps.AppSpec, op: Obj) -> float:
+        """Exponential back-off of `syncPolicy.retry`; the retry restarts the operation."""
+        n = int(op.get("retryCount", 0))
+        backoff = spec.retry_backoff
+        base = _duration(backoff.get("duration", "5s"))
+        factor = float(backoff.get("factor", 2))
+        cap = _duration(backoff.get("maxDuration", "3m"))
+        delay = min(base * factor**n, cap)
+        op["retryCount"] = n + 1
+        op["phase"] = RUNNING
+        op["step"] = 0
+        op["syncResult"]["resources"] = []
+        op["message"] = f"Retrying attempt #{n + 1} at {delay:.0f}s"
+        return delay
+
+    def _ensure_namespace(self, name: str) -> None:
+        try:
+            self.client.create(
+                {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}, field_manager="gitops"
+            )
+        except errors.AlreadyExists:
+            pass
+
+    # ------------------------------------------------------------------ status
+    def _write_status(self, app: Obj, status: Obj) -> None:
+        """Replace the status (the engine is its only writer, so no resourceVersion
+        precondition: a concurrent spec edit must not make us lose sync progress), then
+        clear a sync request the status now records."""
+        meta = app["metadata"]
+        if not _same_status(app.get("status") or {}, status):
+            try:
+                written = self.client.patch(
+                    app["apiVersion"],
+                    apps.KIND,
+                    meta["name"],
+                    [{"op": "add", "path": "/status", "value": status}],
+                    meta.get("namespace", ""),
+                    "json",
+                    field_manager="gitops-controller",
+                    subresource="status",
+                )
+            except errors.NotFound:
+                return
+            for listener in self.listeners:
+                try:
+                    listener(written)
+                except Exception:
+                    log.exception("status listener failed")
+        if app.get("operation") is not None and (status.get("operationState") or {}).get("startedAt"):
+            try:
+                self.client.patch(
+                    app["apiVersion"], apps.KIND, meta["name"], {"operation": None}, meta.get("namespace", ""), "merge"
+                )
+            except errors.NotFound:
+                pass
+
+
+# ---------------------------------------------------------------------- helpers
+def desired_objects(
+    app: Obj, spec: apps.AppSpec, manifests: list[Obj], namespaced: Callable[[str, str], bool]
+) -> tuple[list[Obj], list[Obj]]:
+    """Manifests as they will be applied: in the destination namespace when namespaced,
+    Argo CD Applications converted, and marked with this app's tracking id. Returns
+    (everything, the hooks among them)."""
+    meta = app["metadata"]
+    desired: list[Obj] = []
+    hooks: list[Obj] = []
+    for raw in manifests:
+        obj = apps.convert_argo(raw) if raw.get("apiVersion") == apps.ARGO_API_VERSION else raw
+        obj_meta = obj.setdefault("metadata", {})
+        if namespaced(obj["apiVersion"], obj["kind"]):
+            obj_meta.setdefault("namespace", spec.dest_namespace or "default")
+        else:
+            obj_meta.pop("namespace", None)
+        key = ResourceKey.of(obj)
+        marked = tracked(obj, tracking_id(meta.get("namespace", ""), meta["name"], key))
+        (hooks if hook_types(obj) else desired).append(marked)
+    return desired + hooks, hooks
+
+
+def _keys_for(api_version: str) -> Callable[[Obj], list[str]]:
+    return lambda obj: [_queue_key(api_version, obj)]
+
+
+def _queue_key(api_version: str, obj: Obj) -> str:
+    meta = obj.get("metadata") or {}
+    return f"{api_version}|{meta.get('namespace', '')}/{meta.get('name', '')}"
+
+
+def _images(obj: Obj) -> list[str]:
+    spec = obj.get("spec") or {}
+    pod = (
+        (spec.get("template") or {}).get("spec")
+        or ((spec.get("jobTemplate") or {}).get("spec") or {}).get("template", {}).get("spec")
+        or (spec if obj.get("kind") == "Pod" else {})
+    )
+    return [
+        c.get("image", "") for c in (pod.get("containers") or []) + (pod.get("initContainers") or []) if c.get("image")
+    ]
+
+
+def _set_condition(status: Obj, ctype: str, message: str) -> None:
+    conds = [c for c in status.get("conditions") or [] if c.get("type") != ctype]
+    old = next((c for c in status.get("conditions") or [] if c.get("type") == ctype), None)
+    when = old["lastTransitionTime"] if old and old.get("message") == message else now_rfc3339()
+    conds.append({"type": ctype, "message": message, "lastTransitionTime": when})
+    status["conditions"] = conds
+
+
+def _clear_condition(status: Obj, ctype: str) -> None:
+    if status.get("conditions"):
+        status["conditions"] = [c for c in status["conditions"] if c.get("type") != ctype]
+
+
+def _set_policy_conditions(status: Obj, blocking: list[Violation], warnings: list[Violation]) -> None:
+    _clear_condition(status, "PolicyViolation")
+    _clear_condition(status, "PolicyWarning")
+    if blocking:
+        _set_condition(
+            status,
+            "PolicyViolation",
+            "; ".join(f"policy {v.policy} rule {v.rule} denied {v.resource}: {v.message}" for v in blocking),
+        )
+    if warnings:
+        _set_condition(
+            status,
+            "PolicyWarning",
+            "; ".join(f"policy {v.policy} rule {v.rule} audit on {v.resource}: {v.message}" for v in warnings),
+        )
+
+
+def _add_history(status: Obj, op: Obj, limit: int) -> None:
+    history = list(status.get("history") or [])
+    next_id = max((int(h.get("id", 0)) for h in history), default=-1) + 1
+    history.append(
+        {
+            "id": next_id,
+            "revision": op["syncResult"]["revision"],
+            "source": op["syncResult"].get("source"),
+            "deployStartedAt": op.get("startedAt"),
+            "deployedAt": op.get("finishedAt") or now_rfc3339(),
+            "initiatedBy": op.get("operation", {}).get("initiatedBy"),
+        }
+    )
+    status["history"] = history[-limit:] if limit > 0 else history
+
+
+def _same_status(old: Obj, new: Obj) -> bool:
+    """Unchanged but for reconciledAt: no write (no event storm from no-op passes)."""
+
+    def strip(s: Obj) -> Obj:
+        return {k: v for k, v in s.items() if k != "reconciledAt"}
+
+    return strip(old) == strip(new)
+
+
+def _duration(value: Any) -> float:
+    """`5s`, `3m`, `1h30m` (Go durations, as retry.backoff uses)."""
+    if isinstance(value, int | float):
+        return float(value)
+    total, num = 0.0, ""
+    units = {"h": 3600.0, "m": 60.0, "s": 1.0}
+    text = str(value).strip()
+    i = 0
+    while i < len(text):
+        ch = text[i]
+        if ch.isdigit() or ch == ".":
+            num += ch
+        elif text.startswith("ms", i):
+            total += float(num or 0) / 1000
+            num = ""
+            i += 1
+        elif ch in units:
+            total += float(num or 0) * units[ch]
+            num = ""
+        i += 1
+    return total + (float(num) if num else 0.0)

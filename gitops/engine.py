@@ -1,0 +1,62 @@
+"""The GitOps engine assembled on a cluster client: the Application CRDs, the git cache,
+the renderer and the application controller."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from controllers import errors
+from controllers.client import Client
+from controllers.runtime import InformerFactory
+from gitops import apps
+from gitops.controller import AppController, EngineSettings, PolicyGate
+from gitops.resources import Obj
+from gitops.source.git import RepoCache
+from gitops.source.render import Renderer
+from gitops.yamlload import load_manifests
+
+log = logging.getLogger(__name__)
+
+
+def install_crds(client: Client) -> None:
+    """Create or update the Application CRDs (ours and Argo CD's group)."""
+    for group in (apps.GROUP, "argoproj.io"):
+        crd = apps.application_crd(group)
+        client.apply(crd, field_manager="gitops", force=True)
+
+
+class Engine:
+    def __init__(
+        self,
+        client: Client,
+        data_dir: Path,
+        settings: EngineSettings | None = None,
+        gate: PolicyGate | None = None,
+    ) -> None:
+        self.client = client
+        self.data_dir = data_dir
+        self.repos = RepoCache(data_dir / "repos")
+        self.renderer = Renderer(self.repos, data_dir / "manifests")
+        self.informers = InformerFactory(client)
+        self.controller = AppController(client, self.informers, self.repos, self.renderer, settings, gate)
+
+    def start(self) -> Engine:
+        install_crds(self.client)
+        self.controller.start()
+        return self
+
+    def stop(self) -> None:
+        self.controller.stop()
+        self.informers.stop()
+
+    def apply_app_file(self, path: Path) -> list[Obj]:
+        """Create or update the Applications listed in a YAML file (`gitops up --app`)."""
+        applied = []
+        for obj in load_manifests(path.read_text(), str(path)):
+            if not apps.is_application(obj):
+                raise errors.BadRequest(f"{path}: {obj.get('kind')} is not an Application")
+            app = apps.convert_argo(obj) if obj["apiVersion"] == apps.ARGO_API_VERSION else obj
+            app["metadata"].setdefault("namespace", "default")
+            applied.append(self.client.apply(app, field_manager="gitops-cli", force=True))
+        return applied
