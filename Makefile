@@ -14,7 +14,7 @@ $(BIN)/.installed: pyproject.toml
 setup: $(BIN)/.installed
 
 run: setup
-	$(BIN)/gitops up
+	$(BIN)/gitops up --demo
 
 lint: setup
 	$(BIN)/ruff check .

@@ -6,7 +6,9 @@ import logging
 import signal
 import sys
 import threading
+import time
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -14,7 +16,9 @@ from controllers.client import LocalClient
 from controllers.cluster import EmbeddedCluster
 from controllers.manager import ClusterConfig
 from gitops.appcli import app as app_group
+from gitops.apps import API_VERSION
 from gitops.controller import EngineSettings
+from gitops.demo import demo_application, ensure_demo_repo
 from gitops.engine import Engine
 
 
@@ -64,6 +68,7 @@ def main(verbose: int) -> None:
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="A file of Applications to create or update at start (repeatable).",
 )
+@click.option("--demo", is_flag=True, help="Also deploy the example app from a local git repo (examples/demo).")
 @click.option(
     "--poll-interval",
     default=120.0,
@@ -82,6 +87,7 @@ def up(
     cluster_file: Path | None,
     kubelet_rules: Path | None,
     app_files: tuple[Path, ...],
+    demo: bool,
     poll_interval: float,
 ) -> None:
     """Start the embedded control plane and run until Ctrl-C or SIGTERM."""
@@ -96,10 +102,15 @@ def up(
     for path in app_files:
         for a in engine.apply_app_file(path):
             click.echo(f"application {a['metadata']['namespace']}/{a['metadata']['name']} applied from {path}")
+    if demo:
+        repo = ensure_demo_repo(Path(data_dir))
+        engine.client.apply(demo_application(repo), field_manager="gitops-cli", force=True)
     kubeconfig = Path(data_dir).resolve() / "kubeconfig"
     click.echo(f"Kubernetes API:  {cluster.url}")
     click.echo(f"kubeconfig:      {kubeconfig}")
     click.echo(f"Try:             kubectl --kubeconfig {kubeconfig} get namespaces")
+    if demo:
+        _show_demo(engine)
     click.echo("Press Ctrl-C to stop.")
     sys.stdout.flush()
     stop = threading.Event()
@@ -113,6 +124,31 @@ def up(
     click.echo("Shutting down...")
     engine.stop()
     cluster.stop()
+
+
+def _show_demo(engine: Engine, timeout: float = 90.0) -> None:
+    """Wait for the demo app to be Synced and Healthy, then show its pods."""
+    deadline = time.monotonic() + timeout
+    status: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        status = engine.client.get(API_VERSION, "Application", "demo", "default").get("status") or {}
+        if (status.get("sync") or {}).get("status") == "Synced" and (status.get("health") or {}).get(
+            "status"
+        ) == "Healthy":
+            break
+        time.sleep(0.5)
+    sync = (status.get("sync") or {}).get("status", "Unknown")
+    health = (status.get("health") or {}).get("status", "Unknown")
+    click.echo(f"Application demo: {sync} {health} at {str((status.get('sync') or {}).get('revision', ''))[:7]}")
+    click.echo(f"{'POD':<28} {'READY':<6} {'STATUS':<10} {'NODE':<8} IP")
+    for pod in engine.client.list("v1", "Pod", "demo")["items"]:
+        st = pod.get("status") or {}
+        ready = sum(1 for c in st.get("containerStatuses") or [] if c.get("ready"))
+        total = len(pod["spec"].get("containers") or [])
+        click.echo(
+            f"{pod['metadata']['name']:<28} {f'{ready}/{total}':<6} {st.get('phase', ''):<10} "
+            f"{pod['spec'].get('nodeName', ''):<8} {st.get('podIP', '')}"
+        )
 
 
 main.add_command(app_group)

@@ -326,3 +326,28 @@ def test_kubectl_sees_the_application(env: Env, git_server: GitServer) -> None:
     out = env.kubectl("get", "applications")
     assert "seen" in out and "Synced" in out and "Healthy" in out
     assert shutil.which("kubectl")
+
+
+def test_app_of_apps_with_argo_cd_manifests(env: Env, git_server: GitServer) -> None:
+    repo = git_server.repo("platform")
+    child = f"""apiVersion: argoproj.io/v1alpha1
+kind: Application
+metadata:
+  name: child
+  namespace: default
+spec:
+  project: default
+  source: {{repoURL: "{repo.url()}", path: child, targetRevision: main}}
+  destination: {{server: "https://kubernetes.default.svc", namespace: child-ns}}
+  syncPolicy:
+    automated: {{prune: true}}
+    syncOptions: [CreateNamespace=true]
+"""
+    sha = repo.commit({"parent/child-app.yaml": child,
+                       "child/cm.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: from-child}\n"})
+    env.create_app("parent", repo, "parent", namespace="default")
+    env.wait_synced_healthy("parent", sha)
+    created = env.client.get(apps.API_VERSION, "Application", "child", "default")  # converted to ours
+    assert created["spec"]["destination"]["namespace"] == "child-ns"
+    env.wait_synced_healthy("child", sha)
+    assert env.client.get("v1", "ConfigMap", "from-child", "child-ns")
