@@ -14,7 +14,6 @@ import pstats
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +22,7 @@ sys.path.insert(0, str(ROOT))
 
 from controllers.cluster import EmbeddedCluster  # noqa: E402
 from controllers.manager import ClusterConfig  # noqa: E402
-from controllers.scheduler import Scheduler  # noqa: E402
+from controllers.scheduler import Scheduler, binder_for  # noqa: E402
 
 ZONES = ("zone-a", "zone-b", "zone-c")
 
@@ -57,33 +56,28 @@ def pod(i: int) -> dict[str, Any]:
     }
 
 
-def profiled(run: Callable[[Scheduler], None], profile: cProfile.Profile) -> Callable[[Scheduler], None]:
-    def wrapper(self: Scheduler) -> None:
-        profile.enable()
-        try:
-            run(self)
-        finally:
-            profile.disable()
+class ProfiledScheduler(Scheduler):
+    """The scheduler with its scheduling thread under cProfile."""
 
-    return wrapper
+    profile = cProfile.Profile()
+
+    def _run(self) -> None:
+        with self.profile:
+            super()._run()
 
 
 def scenario(num_nodes: int, num_pods: int, scoring: str, profile: bool) -> float:
-    cluster = EmbeddedCluster(
-        None, tls=False, config=ClusterConfig(scheduler_scoring=scoring), controllers=["scheduler"]
-    )
+    cluster = EmbeddedCluster(None, tls=False, config=ClusterConfig(scheduler_scoring=scoring), controllers=[])
+    kind = ProfiledScheduler if profile else Scheduler
+    assert cluster.manager is not None
+    cluster.manager.add("scheduler", lambda ctx: kind(ctx, binder_for(ctx.client)))
     client = cluster.client
     for i in range(num_nodes):
         client.create(node(i))
     for i in range(num_pods):
         client.create(pod(i))
-    prof = cProfile.Profile()
-    original = Scheduler._run
-    if profile:
-        Scheduler._run = profiled(original, prof)  # type: ignore[method-assign]
     cluster.start()
     try:
-        assert cluster.manager is not None
         scheduler = cluster.manager.controllers["scheduler"]
         assert isinstance(scheduler, Scheduler)
         stats = scheduler.stats
@@ -97,14 +91,15 @@ def scenario(num_nodes: int, num_pods: int, scoring: str, profile: bool) -> floa
         unbound = placed.pop(None, 0)
         print(
             f"  {num_nodes} nodes, {num_pods} pods ({scoring}): {stats.bound} bound in {elapsed:.2f}s, "
-            f"{stats.attempts} attempts, {stats.bind_errors} bind errors, {unbound} left pending; "
+            f"{stats.attempts} attempts ({stats.unschedulable} unschedulable), {stats.bind_errors} bind errors, "
+            f"{unbound} left pending; "
             f"pods per node {min(placed.values(), default=0)}-{max(placed.values(), default=0)}"
         )
     finally:
-        Scheduler._run = original  # type: ignore[method-assign]
         cluster.stop()
     if profile:
-        pstats.Stats(prof).sort_stats("cumulative").print_stats(25)
+        pstats.Stats(ProfiledScheduler.profile).sort_stats("tottime").print_stats(25)
+        ProfiledScheduler.profile = cProfile.Profile()
     return rate
 
 

@@ -60,6 +60,7 @@ FOREGROUND_FINALIZER = "foregroundDeletion"
 ORPHAN_FINALIZER = "orphan"
 _NAME_SUFFIX_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
 _PATCH_RETRIES = 5
+_GENERATE_NAME_TRIES = 8
 
 
 def now_rfc3339() -> str:
@@ -319,7 +320,8 @@ class APIServer:
         if not isinstance(meta, dict):
             raise errors.BadRequest("metadata must be an object")
         ns = self._request_namespace(rt, namespace, meta)
-        if not meta.get("name") and meta.get("generateName"):
+        generated = not meta.get("name") and bool(meta.get("generateName"))
+        if generated:
             meta["name"] = meta["generateName"] + "".join(secrets.choice(_NAME_SUFFIX_ALPHABET) for _ in range(5))
         name = meta.get("name") or ""
         if meta.get("resourceVersion"):
@@ -362,11 +364,19 @@ class APIServer:
             self._crd_accepted(obj)
         if opts.dry_run:
             return obj
-        try:
-            rec = self.store.create(rt.group_resource, self._key_ns(rt, ns), name, obj)
-        except KeyExists:
-            self._release(rt, obj, None)
-            raise errors.already_exists(rt.plural, rt.group, name) from None
+        for attempt in range(_GENERATE_NAME_TRIES):
+            try:
+                rec = self.store.create(rt.group_resource, self._key_ns(rt, ns), name, obj)
+                break
+            except KeyExists:
+                # A generated name that collides is generated again, as the apiserver does.
+                if generated and attempt + 1 < _GENERATE_NAME_TRIES:
+                    name = meta["name"] = meta["generateName"] + "".join(
+                        secrets.choice(_NAME_SUFFIX_ALPHABET) for _ in range(5)
+                    )
+                    continue
+                self._release(rt, obj, None)
+                raise errors.already_exists(rt.plural, rt.group, name) from None
         self._after_write(rt, obj)
         return orjson.loads(rec.raw)
 
@@ -763,9 +773,11 @@ class APIServer:
                 return obj
             return self._remove(rt, ns, name, rec.rv, obj)
         if meta.get("deletionTimestamp"):
-            # Already terminating: a shorter grace period may still hurry it along.
-            if grace is not None and grace < (meta.get("deletionGracePeriodSeconds") or 0) and not opts.dry_run:
-                meta["deletionGracePeriodSeconds"] = grace
+            # Already terminating: a shorter grace period (0: the kubelet is done) hurries it
+            # along; finalizers still hold the object until they are removed.
+            shorter = opts.grace_period_seconds
+            if shorter is not None and shorter < (meta.get("deletionGracePeriodSeconds") or 0) and not opts.dry_run:
+                meta["deletionGracePeriodSeconds"] = shorter
                 return self._store_update(rt, ns, name, rec.rv, obj)
             return obj
         meta["finalizers"] = finalizers

@@ -147,6 +147,9 @@ class SchedulerStats:
 
 
 class Scheduler:
+    """kube-scheduler's loop: one pod at a time against the cache, bindings written in the
+    background so the next pod is scheduled while the last one is being bound."""
+
     def __init__(self, ctx: ControllerContext, bind: Binder, bind_workers: int = 4) -> None:
         self.client = ctx.client
         self.recorder = ctx.recorder(SCHEDULER_NAME)
@@ -232,29 +235,28 @@ class Scheduler:
                 self.queue.requeue_backoff(qp, qp.pod)
 
     def _schedule_one(self, qp: QueuedPod) -> None:
-        pod = self.pods.cache.get(qp.key)
+        pod = self.pods.cache.get(qp.key)  # the latest state, not the queued one
         if pod is None or not is_pending(pod) or self.cache.has_pod(qp.key):
             self.queue.done(qp.key)
             return
         info = PodInfo(pod)
         self.stats.attempts += 1
-        with self.cache.lock:
-            try:
+        try:
+            with self.cache.lock:
                 node = self.framework.schedule(info)
-            except (FitError, NoNodesAvailable) as failure:
-                rejected: FitError | NoNodesAvailable = failure
-            else:
                 self.cache.assume(info, node.name)
-                self.queue.done(qp.key)
-                self._writers.submit(self._bind_one, qp, info, node.name)
-                return
-        self.stats.unschedulable += 1
-        if isinstance(rejected, FitError):
-            self.queue.requeue_unschedulable(qp, pod, rejected.plugins)
-            self._report_failure(info, "Unschedulable", rejected.message)
-        else:  # no nodes at all: an error to kube-scheduler, retried with back-off
+        except FitError as unfit:
+            self.stats.unschedulable += 1
+            self.queue.requeue_unschedulable(qp, pod, unfit.plugins)
+            self._report_failure(info, "Unschedulable", unfit.message)
+            return
+        except NoNodesAvailable as error:  # an error to kube-scheduler: retried with back-off
+            self.stats.unschedulable += 1
             self.queue.requeue_backoff(qp, pod)
-            self._report_failure(info, "SchedulerError", str(rejected))
+            self._report_failure(info, "SchedulerError", str(error))
+            return
+        self.queue.done(qp.key)
+        self._writers.submit(self._bind_one, qp, info, node.name)
 
     def _bind_one(self, qp: QueuedPod, pod: PodInfo, node: str) -> None:
         try:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import datetime as dt
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -27,7 +28,7 @@ from gitops import apps
 from gitops.diff import ResourceDiff, compare
 from gitops.health import Health, aggregate, resource_health
 from gitops.resources import Obj, ResourceKey, hook_types, tracked_app, tracking_id
-from gitops.source.git import GitError, RepoCache
+from gitops.source.git import GitError, RepoCache, normalize_url
 from gitops.source.render import Renderer, RenderError
 from gitops.sync import (
     FAILED,
@@ -91,9 +92,18 @@ class EngineSettings:
 class _AppState:
     """Per-app memory between reconciles (not needed for correctness after a restart)."""
 
-    last_fetch: float = 0.0
-    refresh: bool = True
+    # The app's repository must have been fetched by a fetch that started at or after this
+    # (monotonic) time; None once one has. A refresh asks for a fetch started after it.
+    fetch_since: float | None = field(default_factory=time.monotonic)
     predictions: dict[ResourceKey, tuple[bytes, str, Obj | None]] = field(default_factory=dict)
+    # Our own latest writes: the informer cache may not show them yet, and a status
+    # computed from an older copy would lose history or restart a finished operation.
+    status: Obj | None = None
+    written_rv: int = 0
+    cleared_operation: bool = False
+    # What git said last time, by (revision, source): sourceType, and the commit message.
+    source_type: tuple[str, bytes, str] = ("", b"", "")
+    commit_message: tuple[str, str] = ("", "")
 
 
 class AppController:
@@ -114,6 +124,8 @@ class AppController:
         self.gate = gate
         self.controller = Controller("applications", self.reconcile, workers=self.settings.workers)
         self._fetch_slots = threading.BoundedSemaphore(self.settings.fetch_concurrency)
+        self._fetch_locks: dict[str, threading.Lock] = {}  # normalized URL -> held while fetching it
+        self._fetched_at: dict[str, float] = {}  # normalized URL -> when its last good fetch started
         self._render_slots = threading.BoundedSemaphore(self.settings.render_concurrency)
         self._state: dict[str, _AppState] = {}
         self._state_lock = threading.Lock()
@@ -129,6 +141,7 @@ class AppController:
         for api_version in apps.APP_API_VERSIONS:
             inf = self.informers.informer(api_version, apps.KIND)
             self._app_informers[api_version] = inf
+            inf.add_handler(self._on_app_seen(api_version))
             self.controller.watch(inf, _keys_for(api_version))
         self.informers.start()
         self.controller.start()
@@ -146,6 +159,16 @@ class AppController:
         self._scheduler.shutdown(wait=False)
         self.controller.stop()
 
+    def _on_app_seen(self, api_version: str) -> Callable[[str, Obj, Obj | None], None]:
+        """An app first seen now needs a fetch that starts after now (so one fetch serves
+        every app created together), not one after its own first reconcile."""
+
+        def handler(etype: str, obj: Obj, _old: Obj | None) -> None:
+            if etype == "ADDED":
+                self._app_state(_queue_key(api_version, obj))
+
+        return handler
+
     def _poll(self) -> None:
         for key in self.app_keys():
             self.refresh(key)
@@ -154,10 +177,12 @@ class AppController:
         return [_queue_key(av, o) for av, inf in self._app_informers.items() for o in inf.cache.list()]
 
     def refresh(self, key: str, hard: bool = False) -> None:
-        """Ask for a git fetch and a fresh comparison of one app (webhooks, CLI, poll)."""
-        self._app_state(key).refresh = True
+        """Ask for a git fetch and a fresh comparison of one app (webhooks, CLI, poll). The
+        apps of one repository refreshed together share one fetch."""
+        state = self._app_state(key)
+        state.fetch_since = time.monotonic()
         if hard:
-            self._app_state(key).predictions.clear()
+            state.predictions.clear()
         self.controller.queue.add(key)
 
     def get_app(self, key: str) -> Obj | None:
@@ -204,8 +229,13 @@ class AppController:
                 self._state.pop(key, None)
             return None
         app = copy.deepcopy(app)
-        status = copy.deepcopy(app.get("status") or {})
         state = self._app_state(key)
+        if _rv(app) < state.written_rv:  # the cache lags behind what we wrote
+            if state.status is not None:
+                app["status"] = copy.deepcopy(state.status)
+            if state.cleared_operation:
+                app.pop("operation", None)
+        status = copy.deepcopy(app.get("status") or {})
         self._take_refresh_request(app, state)
         try:
             spec = apps.parse_spec(app)
@@ -217,7 +247,7 @@ class AppController:
         except apps.SpecError as exc:
             _set_condition(status, "InvalidSpecError", str(exc))
             status["sync"] = {"status": UNKNOWN}
-            self._write_status(app, status)
+            self._write_status(app, status, state)
             return None
         _clear_condition(status, "InvalidSpecError")
 
@@ -236,11 +266,11 @@ class AppController:
             _set_condition(status, "ComparisonError", str(exc))
             status.setdefault("sync", {})["status"] = status.get("sync", {}).get("status") or UNKNOWN
             status["reconciledAt"] = now_rfc3339()
-            self._write_status(app, status)
-            state.refresh = True
+            self._write_status(app, status, state)
+            state.fetch_since = time.monotonic()
             return Result(requeue_after=min(self.settings.poll_seconds, 10.0))
         _clear_condition(status, "ComparisonError")
-        self._apply_comparison(status, comparison, spec)
+        self._apply_comparison(status, comparison, spec, state)
 
         requeue: float | None = None
         if requested and not running:
@@ -258,10 +288,10 @@ class AppController:
             )
             running = op_state.get("phase") == RUNNING
         if running:
-            requeue = self._advance(app, spec, status, comparison)
+            requeue = self._advance(app, spec, status, comparison, state)
         elif op_state.get("phase") == FAILED and self._retry_due(spec, op_state):
             requeue = self._retry_delay(spec, op_state)
-        self._write_status(app, status)
+        self._write_status(app, status, state)
         if requeue is not None:
             return Result(requeue_after=requeue)
         return None
@@ -273,7 +303,7 @@ class AppController:
         for name in (apps.REFRESH_ANNOTATION, apps.ARGO_REFRESH_ANNOTATION):
             if name not in ann:
                 continue
-            state.refresh = True
+            state.fetch_since = time.monotonic()
             if ann[name] == "hard":
                 state.predictions.clear()
             meta = app["metadata"]
@@ -294,11 +324,10 @@ class AppController:
         meta = app["metadata"]
         source = spec.sources[0]
         target = override or source.target_revision
-        refresh = state.refresh or time.monotonic() - state.last_fetch > self.settings.poll_seconds
-        with self._fetch_slots:
-            sha = self.repos.resolve(source.repo_url, target, refresh=refresh)
-        state.refresh = False
-        state.last_fetch = time.monotonic()
+        since = state.fetch_since
+        self._fetch(source.repo_url, time.monotonic() - self.settings.poll_seconds if since is None else since)
+        sha = self.repos.resolve(source.repo_url, target)
+        state.fetch_since = None
         manifests: list[Obj] = []
         with self._render_slots:
             for src in spec.sources:
@@ -329,13 +358,48 @@ class AppController:
                 diffs[key] = compare(None, None, live, spec.ignore_differences)
         out_of_sync = any(d.status != SYNCED for d in diffs.values())
         health = aggregate(list(healths.values())) if healths else Health("Healthy", "")
-        try:
-            message = self.repos.commit_info(source.repo_url, sha).message
-        except GitError:
-            message = ""
         return Comparison(
-            sha, desired, hooks, diffs, extraneous, health, healths, OUT_OF_SYNC if out_of_sync else SYNCED, message
+            sha,
+            desired,
+            hooks,
+            diffs,
+            extraneous,
+            health,
+            healths,
+            OUT_OF_SYNC if out_of_sync else SYNCED,
+            self._commit_message(state, source.repo_url, sha),
         )
+
+    def _fetch(self, url: str, since: float) -> None:
+        """Make sure a fetch of `url` started at or after `since` (monotonic) has completed.
+        Callers wait for a fetch in progress and reuse it when it started late enough, so a
+        push webhook that refreshes the 1,000 apps of a monorepo costs one fetch."""
+        key = normalize_url(url)
+        with self._state_lock:
+            lock = self._fetch_locks.setdefault(key, threading.Lock())
+        with lock:
+            if self._fetched_at.get(key, -math.inf) >= since:
+                return
+            started = time.monotonic()
+            with self._fetch_slots:
+                self.repos.fetch(url)
+            self._fetched_at[key] = started
+
+    def _commit_message(self, state: _AppState, url: str, sha: str) -> str:
+        if state.commit_message[0] != sha:
+            try:
+                state.commit_message = (sha, self.repos.commit_info(url, sha).message)
+            except GitError:
+                return ""
+        return state.commit_message[1]
+
+    def _source_type(self, state: _AppState, source: apps.Source, revision: str) -> str:
+        """`status.sourceType`, asked of git once per revision and source spec."""
+        digest = _digest(source.raw)
+        if state.source_type[:2] != (revision, digest):
+            kind = self.renderer.source_type(source.repo_url, revision, source.raw)
+            state.source_type = (revision, digest, kind)
+        return state.source_type[2]
 
     def _desired(self, app: Obj, spec: apps.AppSpec, manifests: list[Obj]) -> tuple[list[Obj], list[Obj]]:
         return desired_objects(app, spec, manifests, self._namespaced)
@@ -349,8 +413,8 @@ class AppController:
     def _predict(self, state: _AppState, key: ResourceKey, desired: Obj, live: Obj) -> Obj | None:
         """What the object would be after our apply: a server-side dry run, cached by the
         desired content and the live resourceVersion so a no-op pass sends nothing."""
-        digest = orjson.dumps(desired, option=orjson.OPT_SORT_KEYS)
-        live_rv = str(live.get("metadata", {}).get("resourceVersion", ""))
+        digest = _digest(desired)
+        live_rv = _resource_version(live)
         hit = state.predictions.get(key)
         if hit is not None and hit[0] == digest and hit[1] == live_rv:
             return hit[2]
@@ -362,7 +426,12 @@ class AppController:
         state.predictions[key] = (digest, live_rv, predicted)
         return predicted
 
-    def _apply_comparison(self, status: Obj, c: Comparison, spec: apps.AppSpec) -> None:
+    def _applied(self, state: _AppState, desired: Obj, result: Obj) -> None:
+        """What our apply returned is what a dry run of the same apply on it predicts: keep
+        it as the prediction, so the comparison after a sync needs no dry run."""
+        state.predictions[ResourceKey.of(desired)] = (_digest(desired), _resource_version(result), result)
+
+    def _apply_comparison(self, status: Obj, c: Comparison, spec: apps.AppSpec, state: _AppState) -> None:
         resources = []
         for key, diff in sorted(c.diffs.items()):
             entry: Obj = {
@@ -397,7 +466,7 @@ class AppController:
             "commitMessage": c.commit_message,
         }
         try:
-            status["sourceType"] = self.renderer.source_type(source.repo_url, c.revision, source.raw)
+            status["sourceType"] = self._source_type(state, source, c.revision)
         except (GitError, RenderError):
             pass
         status["reconciledAt"] = now_rfc3339()
@@ -438,7 +507,7 @@ class AppController:
                 )
         return op
 
-    def _advance(self, app: Obj, spec: apps.AppSpec, status: Obj, c: Comparison) -> float | None:
+    def _advance(self, app: Obj, spec: apps.AppSpec, status: Obj, c: Comparison, state: _AppState) -> float | None:
         op = status["operationState"]
         sync = op.get("operation", {}).get("sync", {})
         selected = {
@@ -465,7 +534,12 @@ class AppController:
         if spec.flag("CreateNamespace") and spec.dest_namespace and not sync.get("dryRun"):
             self._ensure_namespace(spec.dest_namespace)
         ctx = SyncContext(
-            self.client, self._live, resource_health, dry_run=bool(sync.get("dryRun")), replace=spec.flag("Replace")
+            self.client,
+            self._live,
+            resource_health,
+            dry_run=bool(sync.get("dryRun")),
+            replace=spec.flag("Replace"),
+            applied=lambda desired, result: self._applied(state, desired, result),
         )
         for obj in desired:
             self._informer_for(obj["apiVersion"], obj["kind"])
@@ -505,7 +579,7 @@ class AppController:
             pass
 
     # ------------------------------------------------------------------ status
-    def _write_status(self, app: Obj, status: Obj) -> None:
+    def _write_status(self, app: Obj, status: Obj, state: _AppState) -> None:
         """Replace the status (the engine is its only writer, so no resourceVersion
         precondition: a concurrent spec edit must not make us lose sync progress), then
         clear a sync request the status now records."""
@@ -524,6 +598,8 @@ class AppController:
                 )
             except errors.NotFound:
                 return
+            state.status = copy.deepcopy(status)
+            state.written_rv = max(state.written_rv, _rv(written))
             for listener in self.listeners:
                 try:
                     listener(written)
@@ -531,11 +607,13 @@ class AppController:
                     log.exception("status listener failed")
         if app.get("operation") is not None and (status.get("operationState") or {}).get("startedAt"):
             try:
-                self.client.patch(
+                cleared = self.client.patch(
                     app["apiVersion"], apps.KIND, meta["name"], {"operation": None}, meta.get("namespace", ""), "merge"
                 )
             except errors.NotFound:
-                pass
+                return
+            state.written_rv = max(state.written_rv, _rv(cleared))
+            state.cleared_operation = True
 
 
 # ---------------------------------------------------------------------- helpers
@@ -559,6 +637,22 @@ def desired_objects(
         marked = tracked(obj, tracking_id(meta.get("namespace", ""), meta["name"], key))
         (hooks if hook_types(obj) else desired).append(marked)
     return desired + hooks, hooks
+
+
+def _digest(obj: Obj) -> bytes:
+    return orjson.dumps(obj, option=orjson.OPT_SORT_KEYS)
+
+
+def _resource_version(obj: Obj) -> str:
+    return str((obj.get("metadata") or {}).get("resourceVersion", ""))
+
+
+def _rv(obj: Obj) -> int:
+    """resourceVersion as a number (etcd and our store count up; opaque ones read as 0)."""
+    try:
+        return int((obj.get("metadata") or {}).get("resourceVersion") or 0)
+    except ValueError:
+        return 0
 
 
 def _keys_for(api_version: str) -> Callable[[Obj], list[str]]:

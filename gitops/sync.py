@@ -124,6 +124,9 @@ class SyncContext:
     replace: bool = False
     create_namespace: str = ""
     events: list[str] = field(default_factory=list)
+    # Told of each server-side apply that was not a dry run: (the object as planned, the
+    # object the server returned), so the engine can skip a dry run that would say the same.
+    applied: Callable[[Obj, Obj], None] | None = None
 
 
 @dataclass
@@ -241,7 +244,9 @@ def _apply(ctx: SyncContext, task: Task) -> tuple[str, str]:
         ctx.client.update(obj, dry_run=ctx.dry_run, field_manager=FIELD_MANAGER)
         return meta["name"], "replaced"
     existed = ctx.live(task.key) is not None
-    ctx.client.apply(obj, field_manager=FIELD_MANAGER, force=True, dry_run=ctx.dry_run)
+    result = ctx.client.apply(obj, field_manager=FIELD_MANAGER, force=True, dry_run=ctx.dry_run)
+    if ctx.applied is not None and not ctx.dry_run:
+        ctx.applied(task.obj, result)
     verb = "configured" if existed else "created"
     return meta["name"], f"{obj.get('kind', '').lower()}/{meta['name']} {verb}"
 

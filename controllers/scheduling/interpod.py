@@ -15,6 +15,7 @@ from controllers.scheduling.cache import (
     POD_ADD,
     POD_DELETE,
     POD_UPDATE,
+    ZONE_LABEL,
     Cache,
     NodeInfo,
 )
@@ -23,6 +24,7 @@ from controllers.scheduling.podinfo import (
     NO_EXECUTE,
     NO_SCHEDULE,
     AffinityTerm,
+    NamespaceLabels,
     Obj,
     PodInfo,
     first_untolerated,
@@ -30,7 +32,6 @@ from controllers.scheduling.podinfo import (
 from controllers.selectors import EQUALS, LabelSelector, Requirement, label_selector_from_dict
 
 HOSTNAME_LABEL = "kubernetes.io/hostname"
-ZONE_LABEL = "topology.kubernetes.io/zone"
 DO_NOT_SCHEDULE, SCHEDULE_ANYWAY = "DoNotSchedule", "ScheduleAnyway"
 HONOR = "Honor"
 HARD_POD_AFFINITY_WEIGHT = 1
@@ -331,7 +332,7 @@ def _weigh(
     subject: PodInfo,
     node: NodeInfo,
     sign: int,
-    ns_labels: Any,
+    ns_labels: NamespaceLabels,
     weight: int | None = None,
 ) -> None:
     """Add each term's weight to the domain of `node` when `subject` matches the term."""

@@ -271,7 +271,6 @@ class PodInfo:
         "name",
         "uid",
         "labels",
-        "priority",
         "preempt_never",
         "deleting",
         "controller",
@@ -302,7 +301,6 @@ class PodInfo:
         self.key = f"{self.namespace}/{self.name}"
         self.uid = str(meta.get("uid") or "")
         self.labels: dict[str, str] = meta.get("labels") or {}
-        self.priority = int(spec.get("priority") or 0)
         self.preempt_never = spec.get("preemptionPolicy") == "Never"
         self.deleting = bool(meta.get("deletionTimestamp"))
         self.controller = next((r for r in meta.get("ownerReferences") or [] if r.get("controller")), None)

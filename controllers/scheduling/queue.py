@@ -17,7 +17,7 @@ from __future__ import annotations
 import heapq
 import threading
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Collection
 from typing import Any
 
 Obj = dict[str, Any]
@@ -46,11 +46,9 @@ class SchedulingQueue:
         initial_backoff: float = 1.0,
         max_backoff: float = 10.0,
         max_unschedulable_seconds: float = 60.0,
-        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.initial_backoff, self.max_backoff = initial_backoff, max_backoff
         self.max_unschedulable_seconds = max_unschedulable_seconds
-        self._clock = clock
         self._cond = threading.Condition()
         self._active: dict[str, QueuedPod] = {}
         self._active_heap: list[tuple[int, float, int, str]] = []
@@ -83,13 +81,13 @@ class SchedulingQueue:
                 return
             qp = self._unschedulable.get(key)
             if qp is None:
-                self._push_active(QueuedPod(key, pod, self._clock()))
+                self._push_active(QueuedPod(key, pod, time.monotonic()))
             else:
                 changed = _changed(qp.pod, pod)
                 qp.pod = pod
                 if changed:
                     del self._unschedulable[key]
-                    self._requeue(qp, self._clock())
+                    self._requeue(qp, time.monotonic())
 
     def delete(self, key: str) -> None:
         """The pod is gone, was bound, or is no longer pending."""
@@ -105,20 +103,19 @@ class SchedulingQueue:
                 self._moves.append((self._cycle, frozenset(plugins)))
             if not self._unschedulable:
                 return
-            now = self._clock()
+            now = time.monotonic()
             for key, qp in list(self._unschedulable.items()):
                 if not qp.rejected_by or not qp.rejected_by.isdisjoint(plugins):
                     del self._unschedulable[key]
                     self._requeue(qp, now)
 
     # -- scheduler side ------------------------------------------------------------------
-    def pop(self, timeout: float | None = None) -> QueuedPod | None:
-        """The next pod to schedule (it is then "in flight" until `done` or a requeue);
-        None when closed or on timeout."""
-        deadline = None if timeout is None else self._clock() + timeout
+    def pop(self) -> QueuedPod | None:
+        """The next pod to schedule, waiting for one (it is then "in flight" until `done`
+        or a requeue); None once closed."""
         with self._cond:
             while not self._closed:
-                now = self._clock()
+                now = time.monotonic()
                 self._flush(now)
                 qp = self._pop_active()
                 if qp is not None:
@@ -128,10 +125,6 @@ class SchedulingQueue:
                     self._in_flight[qp.key] = qp
                     return qp
                 wake = self._next_wake()
-                if deadline is not None:
-                    wake = deadline if wake is None else min(wake, deadline)
-                    if now >= deadline:
-                        return None
                 self._cond.wait(None if wake is None else max(0.0, wake - now))
             return None
 
@@ -152,7 +145,7 @@ class SchedulingQueue:
             self._land(qp.key)
             if self._closed:
                 return
-            qp.pod, qp.rejected_by, qp.failed_at = pod, rejected, self._clock()
+            qp.pod, qp.rejected_by, qp.failed_at = pod, rejected, time.monotonic()
             if moved:
                 self._push_backoff(qp)
             else:
@@ -164,23 +157,13 @@ class SchedulingQueue:
             self._land(qp.key)
             if self._closed:
                 return
-            qp.pod, qp.rejected_by, qp.failed_at = pod, frozenset(), self._clock()
+            qp.pod, qp.rejected_by, qp.failed_at = pod, frozenset(), time.monotonic()
             self._push_backoff(qp)
 
     def close(self) -> None:
         with self._cond:
             self._closed = True
             self._cond.notify_all()
-
-    def counts(self) -> dict[str, int]:
-        """How many pods wait where (for metrics and tests)."""
-        with self._cond:
-            return {
-                "active": len(self._active),
-                "backoff": len(self._backoff),
-                "unschedulable": len(self._unschedulable),
-                "in_flight": len(self._in_flight),
-            }
 
     # -- internals -----------------------------------------------------------------------
     def _land(self, key: str) -> None:
