@@ -63,6 +63,10 @@ def report(name: str, value: float, unit: str, target: str, ok: bool | None) -> 
     print(f"{name:<52} {value:>10.2f} {unit:<8} target {target:<10} {verdict}", flush=True)
 
 
+def pct(values: list[float], p: float) -> float:
+    return values[min(len(values) - 1, int(len(values) * p))]
+
+
 # --------------------------------------------------------------------------- the monorepo
 
 
@@ -206,10 +210,11 @@ class Tracker:
 
     def __init__(self) -> None:
         self.cond = threading.Condition()
-        self.status: dict[str, Obj] = {}
-        self.synced: set[str] = set()
-        self.healthy: set[str] = set()
+        self.deployed: dict[str, str] = {}  # app -> revision it is Synced at with its sync done
+        self.synced: dict[str, float] = {}  # app -> since when it has been Synced
+        self.healthy: dict[str, float] = {}  # app -> since when it has been Synced and Healthy
         self.writes = 0
+        self.reconciles = 0
         self.in_flight = 0
         self.last_reconcile = 0.0  # when the last reconcile ended (monotonic)
         self.pending: set[str] = set()  # keys expected to be reconciled (see `expect`)
@@ -217,12 +222,12 @@ class Tracker:
     def on_status(self, app: Obj) -> None:
         name, status = app["metadata"]["name"], app.get("status") or {}
         with self.cond:
-            self.status[name] = status
-            for names, holds in ((self.synced, synced(status)), (self.healthy, healthy(status))):
-                if holds:
-                    names.add(name)
-                else:
-                    names.discard(name)
+            self.deployed[name] = deployed_revision(status)
+            for since, holds in ((self.synced, synced(status)), (self.healthy, healthy(status))):
+                if not holds:
+                    since.pop(name, None)
+                elif name not in since:
+                    since[name] = time.monotonic()
             self.writes += 1
             self.cond.notify_all()
 
@@ -235,6 +240,7 @@ class Tracker:
             finally:
                 with self.cond:
                     self.in_flight -= 1
+                    self.reconciles += 1
                     self.last_reconcile = time.monotonic()
                     self.pending.discard(key)
                     self.cond.notify_all()
@@ -263,17 +269,12 @@ def healthy(s: Obj) -> bool:
     return synced(s) and (s.get("health") or {}).get("status") == "Healthy"
 
 
-def at_revision(sha: str) -> Callable[[Obj], bool]:
-    def check(s: Obj) -> bool:
-        op = s.get("operationState") or {}
-        return (
-            synced(s)
-            and (s.get("sync") or {}).get("revision") == sha
-            and op.get("phase") == "Succeeded"
-            and (op.get("syncResult") or {}).get("revision") == sha
-        )
-
-    return check
+def deployed_revision(s: Obj) -> str:
+    """The revision an app is Synced at once its sync to it has succeeded, else ""."""
+    op = s.get("operationState") or {}
+    revision = str((s.get("sync") or {}).get("revision") or "")
+    applied = op.get("phase") == "Succeeded" and (op.get("syncResult") or {}).get("revision") == revision
+    return revision if synced(s) and applied else ""
 
 
 def application(name: str, repo: Path) -> Obj:
@@ -304,7 +305,20 @@ class Profile:
     def __enter__(self) -> Profile:
         if self.out is not None:
             spy = Path(sys.executable).with_name("py-spy")
-            cmd = [str(spy), "record", "--gil", "-r", "50", "-f", "raw", "-o", str(self.out), "-p", str(os.getpid())]
+            cmd = [
+                str(spy),
+                "record",
+                "--gil",
+                "--nonblocking",
+                "-r",
+                "100",
+                "-f",
+                "raw",
+                "-o",
+                str(self.out),
+                "-p",
+                str(os.getpid()),
+            ]
             self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             time.sleep(1.0)  # attached before the phase starts
         return self
@@ -338,9 +352,13 @@ class Bench:
         report("1. initial sync: every app Synced", to_synced, "s", "<= 60", to_synced <= 60)
         tracker.wait(lambda: len(tracker.healthy) >= n, self.args.timeout, "all apps Healthy")
         report("   ... and every app Healthy", time.monotonic() - start, "s", "", None)
+        for what, since in (("Synced", tracker.synced), ("Healthy", tracker.healthy)):
+            times = sorted(t - start for t in since.values())
+            print(f"   (apps {what} after: p50 {pct(times, 0.5):.1f} s, p90 {pct(times, 0.9):.1f} s)", flush=True)
         print(
-            f"   ({self.engine.renderer.renders} renders, {self.engine.repos.fetches} git fetches, "
-            f"{tracker.writes} status writes; creating the {n} Applications took {created:.1f} s)",
+            f"   ({tracker.reconciles} reconciles, {self.engine.renderer.renders} renders, "
+            f"{self.engine.repos.fetches} git fetches, {tracker.writes} status writes; "
+            f"creating the {n} Applications took {created:.1f} s)",
             flush=True,
         )
 
@@ -375,8 +393,7 @@ class Bench:
         sha = git(self.repo, "rev-parse", "HEAD")
         renders = self.engine.renderer.renders
         begin = self.refresh_all()
-        applied = at_revision(sha)
-        self.tracker.wait(lambda: applied(self.tracker.status.get(target, {})), self.args.timeout, "app applied")
+        self.tracker.wait(lambda: self.tracker.deployed.get(target) == sha, self.args.timeout, "app applied")
         report("3. one commit: its app applied at the new revision", time.monotonic() - begin, "s", "", None)
         self.tracker.wait(self.drained, self.args.timeout, "pass at the new commit")
         report("   ... and every app compared at it (queue drained)", time.monotonic() - begin, "s", "", None)

@@ -301,7 +301,6 @@ class WorkQueue:
         self._dirty: set[str] = set()
         self._processing: set[str] = set()
         self._delayed: list[tuple[float, int, str]] = []
-        self._due: dict[str, float] = {}  # key -> when its one pending delayed add fires
         self._seq = 0
         self._failures: dict[str, int] = {}
         self.base_delay, self.max_delay = base_delay, max_delay
@@ -320,16 +319,11 @@ class WorkQueue:
         if delay <= 0:
             self.add(key)
             return
-        when = time.monotonic() + delay
         with self._cond:
             if self._shutdown:
                 return
-            due = self._due.get(key)
-            if due is not None and due <= when:
-                return  # one pending delayed add per key, the earliest (as client-go)
-            self._due[key] = when
             self._seq += 1
-            heapq.heappush(self._delayed, (when, self._seq, key))
+            heapq.heappush(self._delayed, (time.monotonic() + delay, self._seq, key))
             self._cond.notify()
 
     def add_rate_limited(self, key: str) -> None:
@@ -371,10 +365,7 @@ class WorkQueue:
     def _promote_delayed(self) -> None:
         now = time.monotonic()
         while self._delayed and self._delayed[0][0] <= now:
-            when, _, key = heapq.heappop(self._delayed)
-            if self._due.get(key) != when:
-                continue  # superseded by an earlier add_after of the same key
-            del self._due[key]
+            _, _, key = heapq.heappop(self._delayed)
             if key not in self._dirty:
                 self._dirty.add(key)
                 if key not in self._processing:

@@ -8,26 +8,27 @@ Git is polled with APScheduler; webhooks and the CLI ask for refreshes explicitl
 
 from __future__ import annotations
 
-import copy
 import datetime as dt
+import hashlib
 import logging
 import math
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import orjson
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from controllers import errors
 from controllers.client import Client
+from controllers.patch import clone
 from controllers.runtime import Controller, Informer, InformerFactory, Result
 from gitops import apps
-from gitops.diff import ResourceDiff, compare
+from gitops.diff import ResourceDiff, compare, normalize
 from gitops.health import Health, aggregate, resource_health
-from gitops.resources import Obj, ResourceKey, hook_types, tracked_app, tracking_id
+from gitops.resources import TRACKING, Obj, ResourceKey, hook_types, tracked_app, tracking_id
 from gitops.source.git import GitError, RepoCache, normalize_url
 from gitops.source.render import Renderer, RenderError
 from gitops.sync import (
@@ -39,7 +40,6 @@ from gitops.sync import (
     make_plan,
     start_operation,
     step,
-    tracked,
 )
 
 log = logging.getLogger(__name__)
@@ -88,6 +88,18 @@ class EngineSettings:
     self_heal_seconds: float = 5.0
 
 
+class _Prediction(NamedTuple):
+    """A server-side dry run remembered: for the desired content with this hash, on the
+    live object at this resourceVersion, the server predicted `obj` (normalized), or the
+    live object itself when `same` (the in-sync case keeps no copy); `obj` is None when
+    the dry run failed."""
+
+    desired: bytes
+    live_rv: str
+    obj: Obj | None
+    same: bool = False
+
+
 @dataclass
 class _AppState:
     """Per-app memory between reconciles (not needed for correctness after a restart)."""
@@ -95,7 +107,7 @@ class _AppState:
     # The app's repository must have been fetched by a fetch that started at or after this
     # (monotonic) time; None once one has. A refresh asks for a fetch started after it.
     fetch_since: float | None = field(default_factory=time.monotonic)
-    predictions: dict[ResourceKey, tuple[bytes, str, Obj | None]] = field(default_factory=dict)
+    predictions: dict[ResourceKey, _Prediction] = field(default_factory=dict)
     # Our own latest writes: the informer cache may not show them yet, and a status
     # computed from an older copy would lose history or restart a finished operation.
     status: Obj | None = None
@@ -141,8 +153,7 @@ class AppController:
         for api_version in apps.APP_API_VERSIONS:
             inf = self.informers.informer(api_version, apps.KIND)
             self._app_informers[api_version] = inf
-            inf.add_handler(self._on_app_seen(api_version))
-            self.controller.watch(inf, _keys_for(api_version))
+            inf.add_handler(self._on_app_event(api_version))
         self.informers.start()
         self.controller.start()
         self._scheduler.add_job(
@@ -159,13 +170,19 @@ class AppController:
         self._scheduler.shutdown(wait=False)
         self.controller.stop()
 
-    def _on_app_seen(self, api_version: str) -> Callable[[str, Obj, Obj | None], None]:
-        """An app first seen now needs a fetch that starts after now (so one fetch serves
-        every app created together), not one after its own first reconcile."""
+    def _on_app_event(self, api_version: str) -> Callable[[str, Obj, Obj | None], None]:
+        """Enqueue an app on any change but one of its status alone: that is the engine's own
+        write coming back, with nothing new to reconcile. An app first seen now needs a fetch
+        that starts after now (one fetch serves every app created together), not one after
+        its own first reconcile."""
 
-        def handler(etype: str, obj: Obj, _old: Obj | None) -> None:
+        def handler(etype: str, obj: Obj, old: Obj | None) -> None:
+            key = _queue_key(api_version, obj)
             if etype == "ADDED":
-                self._app_state(_queue_key(api_version, obj))
+                self._app_state(key)
+            elif etype == "MODIFIED" and old is not None and _same_but_status(obj, old):
+                return
+            self.controller.queue.add(key)
 
         return handler
 
@@ -212,8 +229,9 @@ class AppController:
         for o in (obj, old):
             owner = tracked_app(o) if o is not None else None
             if owner:
-                for av in apps.APP_API_VERSIONS:
-                    self.controller.queue.add(f"{av}|{owner}")
+                for av, inf in self._app_informers.items():
+                    if inf.cache.get(owner) is not None:  # ours or Argo CD's group, as it exists
+                        self.controller.queue.add(f"{av}|{owner}")
 
     def _live(self, key: ResourceKey) -> Obj | None:
         inf = self._kinds.get((key.group, key.kind))
@@ -228,14 +246,16 @@ class AppController:
             with self._state_lock:
                 self._state.pop(key, None)
             return None
-        app = copy.deepcopy(app)
+        app = clone(app)
         state = self._app_state(key)
         if _rv(app) < state.written_rv:  # the cache lags behind what we wrote
             if state.status is not None:
-                app["status"] = copy.deepcopy(state.status)
+                app["status"] = state.status  # only read: `status` below is the working copy
             if state.cleared_operation:
                 app.pop("operation", None)
-        status = copy.deepcopy(app.get("status") or {})
+        else:
+            state.status = None  # the cache has caught up: no copy to keep for 1,000s of apps
+        status = clone(app.get("status") or {})
         self._take_refresh_request(app, state)
         try:
             spec = apps.parse_spec(app)
@@ -413,23 +433,27 @@ class AppController:
     def _predict(self, state: _AppState, key: ResourceKey, desired: Obj, live: Obj) -> Obj | None:
         """What the object would be after our apply: a server-side dry run, cached by the
         desired content and the live resourceVersion so a no-op pass sends nothing."""
-        digest = _digest(desired)
+        digest = _hash(desired)
         live_rv = _resource_version(live)
         hit = state.predictions.get(key)
-        if hit is not None and hit[0] == digest and hit[1] == live_rv:
-            return hit[2]
-        try:
-            predicted = self.client.apply(copy.deepcopy(desired), field_manager="gitops", force=True, dry_run=True)
-        except errors.APIError as exc:
-            log.debug("dry run of %s failed: %s", key, exc.message)
-            predicted = None
-        state.predictions[key] = (digest, live_rv, predicted)
-        return predicted
+        if hit is None or hit.desired != digest or hit.live_rv != live_rv:
+            try:
+                predicted = self.client.apply(clone(desired), field_manager="gitops", force=True, dry_run=True)
+            except errors.APIError as exc:
+                log.debug("dry run of %s failed: %s", key, exc.message)
+                hit = _Prediction(digest, live_rv, None)
+            else:
+                target = normalize(predicted)
+                same = target == normalize(live)
+                hit = _Prediction(digest, live_rv, None if same else target, same)
+            state.predictions[key] = hit
+        return live if hit.same else hit.obj
 
     def _applied(self, state: _AppState, desired: Obj, result: Obj) -> None:
-        """What our apply returned is what a dry run of the same apply on it predicts: keep
-        it as the prediction, so the comparison after a sync needs no dry run."""
-        state.predictions[ResourceKey.of(desired)] = (_digest(desired), _resource_version(result), result)
+        """What our apply returned is the live object at its resourceVersion, and what a dry
+        run of the same apply on it predicts: the comparison after a sync needs no dry run."""
+        key = ResourceKey.of(desired)
+        state.predictions[key] = _Prediction(_hash(desired), _resource_version(result), None, same=True)
 
     def _apply_comparison(self, status: Obj, c: Comparison, spec: apps.AppSpec, state: _AppState) -> None:
         resources = []
@@ -598,7 +622,7 @@ class AppController:
                 )
             except errors.NotFound:
                 return
-            state.status = copy.deepcopy(status)
+            state.status = status  # this reconcile's own copy, no longer used by it
             state.written_rv = max(state.written_rv, _rv(written))
             for listener in self.listeners:
                 try:
@@ -622,7 +646,8 @@ def desired_objects(
 ) -> tuple[list[Obj], list[Obj]]:
     """Manifests as they will be applied: in the destination namespace when namespaced,
     Argo CD Applications converted, and marked with this app's tracking id. Returns
-    (everything, the hooks among them)."""
+    (everything, the hooks among them). The manifests, fresh from the renderer, are
+    marked in place."""
     meta = app["metadata"]
     desired: list[Obj] = []
     hooks: list[Obj] = []
@@ -633,14 +658,18 @@ def desired_objects(
             obj_meta.setdefault("namespace", spec.dest_namespace or "default")
         else:
             obj_meta.pop("namespace", None)
-        key = ResourceKey.of(obj)
-        marked = tracked(obj, tracking_id(meta.get("namespace", ""), meta["name"], key))
-        (hooks if hook_types(obj) else desired).append(marked)
+        tracking = tracking_id(meta.get("namespace", ""), meta["name"], ResourceKey.of(obj))
+        obj_meta.setdefault("annotations", {})[TRACKING] = tracking
+        (hooks if hook_types(obj) else desired).append(obj)
     return desired + hooks, hooks
 
 
 def _digest(obj: Obj) -> bytes:
     return orjson.dumps(obj, option=orjson.OPT_SORT_KEYS)
+
+
+def _hash(obj: Obj) -> bytes:
+    return hashlib.blake2b(_digest(obj), digest_size=16).digest()
 
 
 def _resource_version(obj: Obj) -> str:
@@ -655,8 +684,14 @@ def _rv(obj: Obj) -> int:
         return 0
 
 
-def _keys_for(api_version: str) -> Callable[[Obj], list[str]]:
-    return lambda obj: [_queue_key(api_version, obj)]
+def _same_but_status(a: Obj, b: Obj) -> bool:
+    """Equal but for status and the server's bookkeeping of writes."""
+
+    def rest(o: Obj) -> tuple[Obj, Obj]:
+        meta = {k: v for k, v in (o.get("metadata") or {}).items() if k not in ("resourceVersion", "managedFields")}
+        return meta, {k: v for k, v in o.items() if k not in ("status", "metadata")}
+
+    return rest(a) == rest(b)
 
 
 def _queue_key(api_version: str, obj: Obj) -> str:

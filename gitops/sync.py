@@ -8,7 +8,6 @@ survives a restart of the engine and reads like Argo CD's."""
 
 from __future__ import annotations
 
-import copy
 import datetime as dt
 import logging
 from collections.abc import Callable
@@ -16,6 +15,7 @@ from dataclasses import dataclass, field
 
 from controllers import errors
 from controllers.client import Client
+from controllers.patch import clone
 from gitops.health import HEALTHY, Health
 from gitops.resources import (
     PHASES,
@@ -23,7 +23,6 @@ from gitops.resources import (
     PRE_SYNC,
     SYNC,
     SYNC_FAIL,
-    TRACKING,
     Obj,
     ResourceKey,
     hook_delete_policies,
@@ -227,7 +226,7 @@ def _apply_group(ctx: SyncContext, tasks: list[Task], results: list[Obj], state:
 
 def _apply(ctx: SyncContext, task: Task) -> tuple[str, str]:
     """Apply one object; returns (its name, a message as Argo CD words it)."""
-    obj = copy.deepcopy(task.obj)
+    obj = clone(task.obj)
     meta = obj.setdefault("metadata", {})
     if task.hook:
         if "BeforeHookCreation" in hook_delete_policies(obj) and meta.get("name"):
@@ -342,11 +341,4 @@ def _fail(ctx: SyncContext, plan: Plan, state: Obj) -> StepResult:
     return StepResult(True)
 
 
-def tracked(obj: Obj, tracking: str) -> Obj:
-    """A copy of a desired object carrying the app's tracking annotation."""
-    out = copy.deepcopy(obj)
-    out.setdefault("metadata", {}).setdefault("annotations", {})[TRACKING] = tracking
-    return out
-
-
-__all__ = ["PHASES", "Plan", "SyncContext", "Task", "make_plan", "start_operation", "step", "tracked"]
+__all__ = ["PHASES", "Plan", "SyncContext", "Task", "make_plan", "start_operation", "step"]

@@ -135,13 +135,3 @@ def test_controller_reconciles_on_events_retries_failures_and_requeues(cluster: 
     finally:
         ctrl.stop()
         inf.stop()
-
-
-def test_workqueue_keeps_one_delayed_add_per_key_the_earliest() -> None:
-    q = WorkQueue()
-    q.add_after("k", 0.3)
-    q.add_after("k", 0.05)
-    q.add_after("k", 0.2)
-    assert q.get(timeout=1) == "k"
-    q.done("k")
-    assert q.get(timeout=0.5) is None  # the later timers were merged into the first

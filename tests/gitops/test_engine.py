@@ -343,8 +343,12 @@ spec:
     automated: {{prune: true}}
     syncOptions: [CreateNamespace=true]
 """
-    sha = repo.commit({"parent/child-app.yaml": child,
-                       "child/cm.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: from-child}\n"})
+    sha = repo.commit(
+        {
+            "parent/child-app.yaml": child,
+            "child/cm.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: from-child}\n",
+        }
+    )
     env.create_app("parent", repo, "parent", namespace="default")
     env.wait_synced_healthy("parent", sha)
     created = env.client.get(apps.API_VERSION, "Application", "child", "default")  # converted to ours
