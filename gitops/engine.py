@@ -33,12 +33,16 @@ class Engine:
         data_dir: Path,
         settings: EngineSettings | None = None,
         gate: PolicyGate | None = None,
+        informers: InformerFactory | None = None,
     ) -> None:
+        """`informers`: the embedded cluster's shared factory, so that the kinds both read
+        (Deployments, Services...) are watched and cached once; the engine's own otherwise."""
         self.client = client
         self.data_dir = data_dir
         self.repos = RepoCache(data_dir / "repos")
         self.renderer = Renderer(self.repos, data_dir / "manifests")
-        self.informers = InformerFactory(client)
+        self._own_informers = informers is None
+        self.informers = informers or InformerFactory(client)
         self.controller = AppController(client, self.informers, self.repos, self.renderer, settings, gate)
 
     def start(self) -> Engine:
@@ -48,7 +52,8 @@ class Engine:
 
     def stop(self) -> None:
         self.controller.stop()
-        self.informers.stop()
+        if self._own_informers:
+            self.informers.stop()
 
     def apply_app_file(self, path: Path) -> list[Obj]:
         """Create or update the Applications listed in a YAML file (`gitops up --app`)."""

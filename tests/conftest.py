@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -11,6 +12,9 @@ import pytest
 
 from controllers.cluster import EmbeddedCluster
 from controllers.manager import ClusterConfig
+
+# ../shared beside the repository (as in CI), or wherever GITOPS_SHARED points.
+SHARED = Path(os.environ.get("GITOPS_SHARED") or Path(__file__).resolve().parents[2] / "shared")
 
 
 @pytest.fixture

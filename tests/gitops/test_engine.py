@@ -18,10 +18,10 @@ from controllers.cluster import EmbeddedCluster
 from gitops import apps
 from gitops.controller import EngineSettings
 from gitops.engine import Engine
-from tests.conftest import Kubectl
+from tests.conftest import SHARED, Kubectl
 from tests.gitops.conftest import GitRepo, GitServer
 
-PEER_APPS = Path(__file__).resolve().parents[3] / "shared" / "peer-suites" / "argocd-example-apps"
+PEER_APPS = SHARED / "peer-suites" / "argocd-example-apps"
 
 
 def eventually(cond: Callable[[], Any], timeout: float = 60.0, what: str = "condition") -> Any:

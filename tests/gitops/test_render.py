@@ -10,9 +10,10 @@ import pytest
 
 from gitops.source.git import RepoCache
 from gitops.source.render import Renderer, RenderError
+from tests.conftest import SHARED
 from tests.gitops.conftest import GitRepo, GitServer, Symlink
 
-EXAMPLES = Path("/work/shared/peer-suites/argocd-example-apps")
+EXAMPLES = SHARED / "peer-suites" / "argocd-example-apps"
 
 
 def cm(name: str, **data: str) -> str:
