@@ -595,6 +595,8 @@ class AppController:
         return delay
 
     def _ensure_namespace(self, name: str) -> None:
+        if self._informer_for("v1", "Namespace").cache.get(name) is not None:
+            return  # most syncs: no create to be refused
         try:
             self.client.create(
                 {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}, field_manager="gitops"

@@ -207,14 +207,20 @@ class CronJobController:
         return Result(requeue) if requeue is not None else None
 
     def _track_jobs(self, cj: Obj, jobs: list[Obj]) -> Obj:
-        """status.active without the Jobs that finished or vanished; lastSuccessfulTime."""
+        """status.active without the Jobs that finished or vanished; lastSuccessfulTime.
+        Active Jobs the cache has not shown yet are fetched and added to `jobs`."""
         status = copy.deepcopy(cj.get("status") or {})
         by_uid = {j["metadata"]["uid"]: j for j in jobs}
         active = []
         for ref in status.get("active") or []:
             job = by_uid.get(ref.get("uid"))
             if job is None:
-                continue
+                # The Job informer may lag the CronJob's: ask the API before calling it gone.
+                job = self._fetch_job(ref)
+                if job is None:
+                    self.recorder.event(cj, "Normal", "MissingJob", f"Active job went missing: {ref.get('name')}")
+                    continue
+                jobs.append(job)  # so a Replace deletes it too
             if is_finished(job):
                 state = "Complete" if condition_true(job, "Complete") else "Failed"
                 self.recorder.event(
@@ -238,6 +244,14 @@ class CronJobController:
         if done and (last is None or max(done) > last):
             status["lastSuccessfulTime"] = _format_time(max(done).astimezone(dt.UTC))
         return status
+
+    def _fetch_job(self, ref: Obj) -> Obj | None:
+        """The Job `ref` names, straight from the API; None when it is gone or replaced."""
+        try:
+            job = self.client.get("batch/v1", "Job", ref.get("name", ""), ref.get("namespace", ""))
+        except errors.NotFound:
+            return None
+        return job if job["metadata"].get("uid") == ref.get("uid") else None
 
     def _clean_history(self, key: str, cj: Obj, jobs: list[Obj]) -> None:
         """Delete the oldest finished Jobs beyond the history limits."""
