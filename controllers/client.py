@@ -9,6 +9,7 @@ Objects are addressed by apiVersion and kind, as controller-runtime does."""
 from __future__ import annotations
 
 import builtins
+import socket
 import threading
 import urllib.parse
 from collections.abc import Iterator
@@ -363,6 +364,15 @@ class _RemoteWatch:
         if self._stopped:
             return
         self._stopped = True
+        # Closing a response that another thread is reading waits for that read to return
+        # (the next event, or the server's watch timeout minutes later): shutting the socket
+        # down first ends the blocked read at once.
+        sock = getattr(getattr(self._resp, "connection", None), "sock", None)
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
         try:
             self._resp.close()
             self._resp.release_conn()

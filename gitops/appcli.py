@@ -19,10 +19,8 @@ import yaml
 
 from controllers import errors
 from controllers.client import Client, RemoteClient
-from gitops import apps
-from gitops.controller import desired_objects
-from gitops.diff import compare
-from gitops.resources import Obj, ResourceKey
+from gitops import actions, apps
+from gitops.resources import Obj
 from gitops.source.git import GitError, RepoCache
 from gitops.source.render import Renderer, RenderError
 from gitops.yamlload import ManifestError, load_manifests
@@ -288,31 +286,15 @@ def delete(c: AppContext, name: str, namespace: str | None, cascade: bool) -> No
 @pass_ctx
 def refresh(c: AppContext, name: str, namespace: str | None, hard: bool) -> None:
     """Fetch git and compare again now."""
-    a = c.find(name, namespace)
-    c.client.patch(
-        a["apiVersion"],
-        apps.KIND,
-        name,
-        {"metadata": {"annotations": {apps.REFRESH_ANNOTATION: "hard" if hard else "normal"}}},
-        a["metadata"]["namespace"],
-        "merge",
-    )
+    actions.request_refresh(c.client, c.find(name, namespace), hard)
     click.echo(f"refresh of '{name}' requested")
 
 
-def _request_sync(c: AppContext, a: Obj, sync: Obj, who: str = "admin") -> None:
-    meta = a["metadata"]
-    op = (a.get("status") or {}).get("operationState") or {}
-    if op.get("phase") == "Running":
-        raise click.ClickException(f"another operation is already in progress on '{meta['name']}'")
-    c.client.patch(
-        a["apiVersion"],
-        apps.KIND,
-        meta["name"],
-        {"operation": {"sync": sync, "initiatedBy": {"username": who}}},
-        meta["namespace"],
-        "merge",
-    )
+def _request_sync(c: AppContext, a: Obj, sync: Obj) -> None:
+    try:
+        actions.request_sync(c.client, a, sync)
+    except actions.ActionError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 def _parse_resource(spec: str) -> Obj:
@@ -347,11 +329,7 @@ def sync(
 ) -> None:
     """Sync an Application to git."""
     a = c.find(name, namespace)
-    req: Obj = {"prune": prune, "dryRun": dry_run}
-    if revision:
-        req["revision"] = revision
-    if resources:
-        req["resources"] = [_parse_resource(r) for r in resources]
+    req = actions.sync_request(prune, dry_run, revision, [_parse_resource(r) for r in resources])
     started = (a.get("status") or {}).get("operationState", {}).get("startedAt")
     _request_sync(c, a, req)
     click.echo(f"sync of '{name}' requested")
@@ -443,14 +421,13 @@ def rollback(
 ) -> None:
     """Sync the app back to the revision of a history entry."""
     a = c.find(name, namespace)
-    if ((a.get("spec") or {}).get("syncPolicy") or {}).get("automated") is not None and not force:
-        raise click.ClickException("rollback cannot be initiated when auto-sync is enabled (use --force)")
-    entry = next((h for h in (a.get("status") or {}).get("history") or [] if h.get("id") == history_id), None)
-    if entry is None:
-        raise click.ClickException(f"application '{name}' has no history entry {history_id}")
+    try:
+        req = actions.rollback_request(a, history_id, force)
+    except actions.ActionError as exc:
+        raise click.ClickException(str(exc).replace("(use force)", "(use --force)")) from None
     started = (a.get("status") or {}).get("operationState", {}).get("startedAt")
-    _request_sync(c, a, {"revision": entry["revision"], "prune": True})
-    click.echo(f"rollback of '{name}' to {str(entry['revision'])[:7]} requested")
+    _request_sync(c, a, req)
+    click.echo(f"rollback of '{name}' to {str(req['revision'])[:7]} requested")
     if wait:
         _wait(c, a, timeout, sync=False, health=True, after=started, progress=True)
 
@@ -463,49 +440,18 @@ def diff(c: AppContext, name: str, namespace: str | None) -> None:
     """Show what a sync would change; exit 0 in sync, 1 with a diff, 2 on error."""
     try:
         a = c.find(name, namespace)
-        spec = apps.parse_spec(a)
         cache_root = c.data_dir / "cli-cache" if c.data_dir.exists() else Path(tempfile.mkdtemp(prefix="gitops-"))
         repos = RepoCache(cache_root / "repos")
         renderer = Renderer(repos, cache_root / "manifests")
-        manifests: list[Obj] = []
-        for src in spec.sources:
-            sha = repos.resolve(src.repo_url, src.target_revision, refresh=True)
-            manifests += renderer.render(src.repo_url, sha, src.raw, a["metadata"]["name"], spec.dest_namespace)
-
-        def namespaced(api_version: str, kind: str) -> bool:
-            try:
-                return c.client.resource_info(api_version, kind).namespaced
-            except errors.NotFound:
-                return True
-
-        desired, hooks = desired_objects(a, spec, manifests, namespaced)
         changed = 0
-        for obj in desired:
-            if obj in hooks:
-                continue
-            key = ResourceKey.of(obj)
-            try:
-                live: Obj | None = c.client.get(obj["apiVersion"], obj["kind"], key.name, key.namespace)
-            except errors.NotFound:
-                live = None
-            predicted = None
-            if live is not None:
-                try:
-                    predicted = c.client.apply(obj, field_manager="gitops", force=True, dry_run=True)
-                except errors.APIError:
-                    predicted = None
-            d = compare(obj, predicted, live, spec.ignore_differences)
-            if d.status != "Synced":
+        for d in actions.diff_app(c.client, repos, renderer, a):
+            if d.diff is None:
                 changed += 1
-                click.echo(f"===== {key} ({d.status}) =====")
-                click.echo(d.diff)
-        for r in (a.get("status") or {}).get("resources") or []:
-            if r.get("requiresPruning"):
+                click.echo(f"===== {d.key} (Extraneous: would be pruned) =====")
+            elif d.status != "Synced":
                 changed += 1
-                click.echo(
-                    f"===== {r.get('group') or ''}/{r['kind']}:{r.get('namespace', '')}/{r['name']} "
-                    "(Extraneous: would be pruned) ====="
-                )
+                click.echo(f"===== {d.key} ({d.status}) =====")
+                click.echo(d.diff.diff)
     except (GitError, RenderError, apps.SpecError, errors.APIError, click.ClickException) as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import secrets
 import signal
 import sys
 import threading
@@ -12,14 +14,30 @@ from typing import Any
 
 import click
 
-from controllers.client import LocalClient
+from controllers.client import Client, LocalClient
 from controllers.cluster import EmbeddedCluster
 from controllers.manager import ClusterConfig
+from controllers.wsgi import WSGIServer
+from gitops import clusters
 from gitops.appcli import app as app_group
 from gitops.apps import API_VERSION
 from gitops.controller import EngineSettings
 from gitops.demo import demo_application, ensure_demo_repo
 from gitops.engine import Engine
+from gitops.hookcli import hook as hook_group
+from gitops.leader import LeaseConfig, default_identity
+from gitops.policycli import policy as policy_group
+from gitops.policygate import SyncPolicyGate, apply_policies, load_policies
+from gitops.push import push_blueprint
+from gitops.server import close_app, create_app
+from gitops.server.auth import Tokens
+from gitops.yamlload import ManifestError
+from policies.admission import ClusterPolicies, watch_policies
+from policies.admission import install as install_policies
+from webhooks.admission import admission_blueprint
+
+# Flags that shape the embedded cluster: given, they mean embedded mode.
+EMBEDDED_ONLY = ("api_port", "nodes", "node_cpu", "node_memory", "node_pods", "cluster_file", "kubelet_rules")
 
 
 @click.group()
@@ -76,6 +94,97 @@ def main(verbose: int) -> None:
     type=float,
     help="Seconds between git polls of each app (webhooks refresh at once).",
 )
+@click.option(
+    "--webhook-secret",
+    envvar="GITOPS_WEBHOOK_SECRET",
+    default="",
+    help="Shared secret of POST /api/webhook: GitLab's token, the HMAC key of GitHub, Gitea, Bitbucket "
+    "and `gitops hook install` (default: $GITOPS_WEBHOOK_SECRET; unset accepts unsigned pushes).",
+)
+@click.option(
+    "--policies",
+    "policies_source",
+    metavar="default|DIR",
+    help="Load admission policies at start: `default` is the bundle in policies/bundle "
+    "(see policies/bundle/README.md), or a directory of policy YAML.",
+)
+@click.option(
+    "--signed-registry",
+    "signed_registries",
+    multiple=True,
+    metavar="GLOB",
+    help="With --policies default: images matching GLOB must be signed by --signing-key (repeatable).",
+)
+@click.option(
+    "--signing-key",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="The cosign public key (PEM) that --signed-registry images must be signed with.",
+)
+@click.option(
+    "--kubeconfig",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Real-cluster mode: run against the cluster of this kubeconfig (no embedded control plane).",
+)
+@click.option("--context", help="The kubeconfig context to use (default: its current context).")
+@click.option(
+    "--in-cluster/--embedded",
+    "in_cluster",
+    default=None,
+    help="Run against the cluster of this pod's service account, or force the embedded cluster. "
+    "Default: in-cluster when KUBERNETES_SERVICE_HOST is set and no embedded-cluster flag is given.",
+)
+@click.option(
+    "--namespace",
+    help="Namespace whose Applications are served (and where cluster Secrets live). Default: all "
+    "namespaces embedded; the pod's or the kubeconfig context's namespace in a real cluster.",
+)
+@click.option(
+    "--leader-elect/--no-leader-elect",
+    default=None,
+    help="Reconcile only while holding a Lease, so that replicas can run side by side. "
+    "Default: on in a real cluster, off embedded.",
+)
+@click.option("--lease-name", default="gitops-engine", show_default=True, help="Name of the leader-election Lease.")
+@click.option("--lease-namespace", help="Namespace of the Lease (default: --namespace).")
+@click.option(
+    "--lease-duration",
+    default=15.0,
+    show_default=True,
+    type=float,
+    help="Seconds a follower waits for an unrenewed Lease before taking over.",
+)
+@click.option(
+    "--renew-deadline",
+    default=10.0,
+    show_default=True,
+    type=float,
+    help="Seconds the leader keeps trying to renew before it stops reconciling.",
+)
+@click.option("--retry-period", default=2.0, show_default=True, type=float, help="Seconds between Lease attempts.")
+@click.option(
+    "--port",
+    default=8080,
+    show_default=True,
+    type=int,
+    help="Port of the web server: dashboard, REST API, webhooks, /metrics (0 picks a free one).",
+)
+@click.option(
+    "--admin-token",
+    envvar="GITOPS_ADMIN_TOKEN",
+    default="",
+    help="Bearer token (and dashboard login) of the admin role (default: $GITOPS_ADMIN_TOKEN, else one "
+    "generated into DATA_DIR/admin-token).",
+)
+@click.option(
+    "--readonly-token",
+    "readonly_tokens",
+    multiple=True,
+    envvar="GITOPS_READONLY_TOKENS",
+    help="A bearer token of the read-only role (repeatable; env: space-separated).",
+)
+@click.option(
+    "--anonymous-read", is_flag=True, help="Let anyone view the dashboard and API (actions still need a token)."
+)
 def up(
     data_dir: str,
     api_port: int,
@@ -89,31 +198,110 @@ def up(
     app_files: tuple[Path, ...],
     demo: bool,
     poll_interval: float,
+    webhook_secret: str,
+    policies_source: str | None,
+    signed_registries: tuple[str, ...],
+    signing_key: Path | None,
+    kubeconfig: Path | None,
+    context: str | None,
+    in_cluster: bool | None,
+    namespace: str | None,
+    leader_elect: bool | None,
+    lease_name: str,
+    lease_namespace: str | None,
+    lease_duration: float,
+    renew_deadline: float,
+    retry_period: float,
+    port: int,
+    admin_token: str,
+    readonly_tokens: tuple[str, ...],
+    anonymous_read: bool,
 ) -> None:
-    """Start the embedded control plane and run until Ctrl-C or SIGTERM."""
-    if cluster_file is not None:
-        config = ClusterConfig.from_file(cluster_file)
+    """Start the embedded control plane (or connect to a real cluster with --kubeconfig or
+    --in-cluster) and the engine; run until Ctrl-C or SIGTERM."""
+    try:
+        policy_docs = (
+            load_policies(policies_source, signed_registries, signing_key.read_text() if signing_key else "")
+            if policies_source
+            else []
+        )
+    except (ValueError, ManifestError) as exc:
+        raise click.UsageError(str(exc)) from None
+    real = _real_cluster_mode(kubeconfig, in_cluster)
+    cluster: EmbeddedCluster | None = None
+    cluster_policies: ClusterPolicies
+    client: Client
+    if real:
+        if policy_docs:
+            raise click.UsageError("--policies loads policies into the embedded cluster only")
+        try:
+            remote, default_namespace = clusters.connect(kubeconfig, context)
+        except clusters.ClusterError as exc:
+            raise click.UsageError(str(exc)) from None
+        namespace = namespace or default_namespace
+        client, api_url = remote, str(remote.api_client.configuration.host)
+        cluster_policies = watch_policies(remote)  # the kinds the cluster serves (e.g. Kyverno's)
     else:
-        config = ClusterConfig.default(nodes, node_cpu, node_memory, node_pods)
-    if kubelet_rules is not None:
-        config.kubelet_rules = kubelet_rules
-    cluster = EmbeddedCluster(data_dir, api_port=api_port, host=host, config=config).start()
-    engine = Engine(LocalClient(cluster.api), Path(data_dir), EngineSettings(poll_seconds=poll_interval)).start()
+        if cluster_file is not None:
+            config = ClusterConfig.from_file(cluster_file)
+        else:
+            config = ClusterConfig.default(nodes, node_cpu, node_memory, node_pods)
+        if kubelet_rules is not None:
+            config.kubelet_rules = kubelet_rules
+        cluster = EmbeddedCluster(data_dir, api_port=api_port, host=host, config=config).start()
+        informers = cluster.manager.ctx.informers if cluster.manager else None
+        cluster_policies = install_policies(cluster, LocalClient(cluster.api), informers)
+        apply_policies(LocalClient(cluster.api), policy_docs)
+        client, api_url = LocalClient(cluster.api), cluster.url
+    election = None
+    if leader_elect if leader_elect is not None else real:
+        try:
+            election = LeaseConfig(
+                lease_name,
+                lease_namespace or namespace or "default",
+                default_identity(),
+                lease_duration,
+                renew_deadline,
+                retry_period,
+            )
+        except ValueError as exc:
+            raise click.UsageError(str(exc)) from None
+    stop = threading.Event()
+    lost = threading.Event()
+
+    def on_lost() -> None:
+        lost.set()
+        stop.set()
+
+    settings = EngineSettings(poll_seconds=poll_interval, namespace=namespace or "")
+    engine = Engine(client, Path(data_dir), settings, gate=SyncPolicyGate(cluster_policies)).start(election, on_lost)
     for path in app_files:
         for a in engine.apply_app_file(path):
             click.echo(f"application {a['metadata']['namespace']}/{a['metadata']['name']} applied from {path}")
     if demo:
         repo = ensure_demo_repo(Path(data_dir))
         engine.client.apply(demo_application(repo), field_manager="gitops-cli", force=True)
-    kubeconfig = Path(data_dir).resolve() / "kubeconfig"
-    click.echo(f"Kubernetes API:  {cluster.url}")
-    click.echo(f"kubeconfig:      {kubeconfig}")
-    click.echo(f"Try:             kubectl --kubeconfig {kubeconfig} get namespaces")
+    click.echo(f"Kubernetes API:  {api_url}")
+    if cluster is not None:
+        embedded_kubeconfig = Path(data_dir).resolve() / "kubeconfig"
+        click.echo(f"kubeconfig:      {embedded_kubeconfig}")
+        click.echo(f"Try:             kubectl --kubeconfig {embedded_kubeconfig} get namespaces")
+    click.echo(f"Applications:    {'namespace ' + namespace if namespace else 'all namespaces'}")
+    token_file = Path(data_dir).resolve() / "admin-token"
+    tokens = Tokens(admin_token or _admin_token(token_file), tuple(readonly_tokens))
+    admission = admission_blueprint(
+        cluster_policies.policyset, lookup=cluster_policies.lookup, namespace_labels=cluster_policies.namespace_labels
+    )
+    web_app = create_app(engine, tokens, [push_blueprint(engine, webhook_secret), admission], anonymous_read)
+    web = WSGIServer(web_app, host, port).start()
+    click.echo(f"Dashboard:       {web.url}/")
+    click.echo(f"Admin token:     {'from --admin-token' if admin_token else token_file} (log in with it)")
+    if election is not None:
+        click.echo(f"Leader election: lease {election.namespace}/{election.name} as {election.identity}")
     if demo:
         _show_demo(engine)
     click.echo("Press Ctrl-C to stop.")
     sys.stdout.flush()
-    stop = threading.Event()
 
     def on_signal(_sig: int, _frame: object) -> None:
         stop.set()
@@ -122,8 +310,46 @@ def up(
     signal.signal(signal.SIGTERM, on_signal)
     stop.wait()
     click.echo("Shutting down...")
+    web.stop()
+    close_app(web_app)
     engine.stop()
-    cluster.stop()
+    cluster_policies.stop()
+    if cluster is not None:
+        cluster.stop()
+    if lost.is_set():
+        # As kube-controller-manager: a fresh start (the pod's restart) stands for election again.
+        click.echo("Lost the leader-election lease: exiting.", err=True)
+        sys.exit(1)
+
+
+def _admin_token(path: Path) -> str:
+    """The admin token kept in the data directory (made on first start, owner-only)."""
+    if path.exists():
+        return path.read_text().strip()
+    token = secrets.token_urlsafe(32)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(token + "\n")
+    return token
+
+
+def _real_cluster_mode(kubeconfig: Path | None, in_cluster: bool | None) -> bool:
+    """--kubeconfig or --in-cluster; or, by default, in a pod unless an embedded-cluster
+    flag is given."""
+    ctx = click.get_current_context()
+    given = [
+        "--" + name.replace("_", "-")
+        for name in EMBEDDED_ONLY
+        if ctx.get_parameter_source(name) not in (click.core.ParameterSource.DEFAULT, None)
+    ]
+    if kubeconfig is not None or in_cluster:
+        if kubeconfig is not None and in_cluster is not None:
+            raise click.UsageError("--kubeconfig cannot be combined with --in-cluster or --embedded")
+        if given:
+            raise click.UsageError(f"{', '.join(given)} only apply to the embedded cluster, not to a real one")
+        return True
+    return in_cluster is None and not given and clusters.in_cluster_available()
 
 
 def _show_demo(engine: Engine, timeout: float = 90.0) -> None:
@@ -152,6 +378,8 @@ def _show_demo(engine: Engine, timeout: float = 90.0) -> None:
 
 
 main.add_command(app_group)
+main.add_command(hook_group)
+main.add_command(policy_group)
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ from controllers import errors
 from controllers.client import Client
 from controllers.patch import clone
 from controllers.runtime import Controller, Informer, InformerFactory, Result
-from gitops import apps
+from gitops import apps, metrics
 from gitops.diff import ResourceDiff, compare, normalize
 from gitops.health import Health, aggregate, resource_health
 from gitops.resources import TRACKING, Obj, ResourceKey, hook_types, tracked_app, tracking_id
@@ -45,6 +45,7 @@ from gitops.sync import (
 log = logging.getLogger(__name__)
 
 SYNCED, OUT_OF_SYNC, UNKNOWN = "Synced", "OutOfSync", "Unknown"
+INFORMER_SYNC_WAIT = 10.0  # seconds a new kind's first listing is awaited (a missing kind never lists)
 
 
 def now_rfc3339() -> str:
@@ -86,6 +87,7 @@ class EngineSettings:
     fetch_concurrency: int = 4
     render_concurrency: int = 2
     self_heal_seconds: float = 5.0
+    namespace: str = ""  # the namespace whose Applications are served; "" for all
 
 
 class _Prediction(NamedTuple):
@@ -134,7 +136,7 @@ class AppController:
         self.renderer = renderer
         self.settings = settings or EngineSettings()
         self.gate = gate
-        self.controller = Controller("applications", self.reconcile, workers=self.settings.workers)
+        self.controller = Controller("applications", metrics.timed(self.reconcile), workers=self.settings.workers)
         self._fetch_slots = threading.BoundedSemaphore(self.settings.fetch_concurrency)
         self._fetch_locks: dict[str, threading.Lock] = {}  # normalized URL -> held while fetching it
         self._fetched_at: dict[str, float] = {}  # normalized URL -> when its last good fetch started
@@ -144,6 +146,7 @@ class AppController:
         self._kinds: dict[tuple[str, str], Informer] = {}  # (group, kind) -> informer
         self._versions: dict[tuple[str, str], str] = {}  # (group, kind) -> apiVersion
         self._kinds_lock = threading.Lock()
+        self._sync_deadline: dict[tuple[str, str], float] = {}  # (group, kind) -> monotonic
         self._app_informers: dict[str, Informer] = {}
         self._scheduler = BackgroundScheduler(daemon=True)
         self.listeners: list[Callable[[Obj], None]] = []  # told of every status written
@@ -151,7 +154,7 @@ class AppController:
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> AppController:
         for api_version in apps.APP_API_VERSIONS:
-            inf = self.informers.informer(api_version, apps.KIND)
+            inf = self.informers.informer(api_version, apps.KIND, self.settings.namespace)
             self._app_informers[api_version] = inf
             inf.add_handler(self._on_app_event(api_version))
         self.informers.start()
@@ -193,14 +196,24 @@ class AppController:
     def app_keys(self) -> list[str]:
         return [_queue_key(av, o) for av, inf in self._app_informers.items() for o in inf.cache.list()]
 
-    def refresh(self, key: str, hard: bool = False) -> None:
+    def refresh(self, key: str, hard: bool = False, fetched_since: float | None = None) -> None:
         """Ask for a git fetch and a fresh comparison of one app (webhooks, CLI, poll). The
-        apps of one repository refreshed together share one fetch."""
+        apps of one repository refreshed together share one fetch. `fetched_since`: any
+        fetch started at or after that time serves (see `fetch_repo`); default now."""
         state = self._app_state(key)
-        state.fetch_since = time.monotonic()
+        since = time.monotonic() if fetched_since is None else fetched_since
+        state.fetch_since = since if state.fetch_since is None else max(state.fetch_since, since)
         if hard:
             state.predictions.clear()
         self.controller.queue.add(key)
+
+    def fetch_repo(self, url: str) -> float:
+        """Fetch `url` now (or join a fetch in progress that started now); returns when the
+        fetch started, for `refresh(fetched_since=...)`: a push dispatcher that needs the
+        new commits to diff them does not make every app fetch again."""
+        since = time.monotonic()
+        self._fetch(url, since)
+        return since
 
     def get_app(self, key: str) -> Obj | None:
         api_version, _, ns_name = key.partition("|")
@@ -208,21 +221,30 @@ class AppController:
         return inf.cache.get(ns_name) if inf else None
 
     def _app_state(self, key: str) -> _AppState:
+        state = self._state.get(key)  # lock-free hit: every reconcile and refresh asks
+        if state is not None:
+            return state
         with self._state_lock:
             return self._state.setdefault(key, _AppState())
 
     # ------------------------------------------------------------------ informers on owned kinds
     def _informer_for(self, api_version: str, kind: str) -> Informer:
+        """The informer of a kind, its first listing awaited (for up to INFORMER_SYNC_WAIT
+        seconds after it was made): a fresh engine (a restart, a new leader) must not take
+        an empty cache for missing resources and sync again what is in sync."""
         group = api_version.rpartition("/")[0]
         with self._kinds_lock:
             inf = self._kinds.get((group, kind))
-            if inf is not None:
-                return inf
-            inf = self.informers.informer(api_version, kind)
-            self._kinds[(group, kind)] = inf
-            self._versions[(group, kind)] = api_version
-        inf.cache.add_index("tracking", lambda o: [a] if (a := tracked_app(o)) else [])
-        inf.add_handler(self._on_owned_change)
+            if inf is None:
+                inf = self.informers.informer(api_version, kind)
+                self._kinds[(group, kind)] = inf
+                self._versions[(group, kind)] = api_version
+                self._sync_deadline[(group, kind)] = time.monotonic() + INFORMER_SYNC_WAIT
+                inf.cache.add_index("tracking", lambda o: [a] if (a := tracked_app(o)) else [])
+                inf.add_handler(self._on_owned_change)
+        left = self._sync_deadline[(group, kind)] - time.monotonic()
+        if left > 0 and not inf.has_synced():
+            inf.wait_for_sync(left)
         return inf
 
     def _on_owned_change(self, _etype: str, obj: Obj, old: Obj | None) -> None:
@@ -347,7 +369,8 @@ class AppController:
         since = state.fetch_since
         self._fetch(source.repo_url, time.monotonic() - self.settings.poll_seconds if since is None else since)
         sha = self.repos.resolve(source.repo_url, target)
-        state.fetch_since = None
+        if state.fetch_since == since:  # a refresh asked meanwhile needs a fetch after it
+            state.fetch_since = None
         manifests: list[Obj] = []
         with self._render_slots:
             for src in spec.sources:
@@ -626,6 +649,7 @@ class AppController:
                 return
             state.status = status  # this reconcile's own copy, no longer used by it
             state.written_rv = max(state.written_rv, _rv(written))
+            metrics.sync_finished(app, app.get("status") or {}, status)
             for listener in self.listeners:
                 try:
                     listener(written)

@@ -4,13 +4,17 @@ the renderer and the application controller."""
 from __future__ import annotations
 
 import logging
+import threading
+from collections.abc import Callable
 from pathlib import Path
 
 from controllers import errors
 from controllers.client import Client
 from controllers.runtime import InformerFactory
-from gitops import apps
+from gitops import apps, metrics
 from gitops.controller import AppController, EngineSettings, PolicyGate
+from gitops.leader import LeaderElector, LeaseConfig
+from gitops.push import PushDispatcher
 from gitops.resources import Obj
 from gitops.source.git import RepoCache
 from gitops.source.render import Renderer
@@ -20,9 +24,19 @@ log = logging.getLogger(__name__)
 
 
 def install_crds(client: Client) -> None:
-    """Create or update the Application CRDs (ours and Argo CD's group)."""
+    """Create or update the Application CRDs: ours, and Argo CD's group unless Argo CD (or
+    anyone but us) installed that one: its full schema must not be replaced by ours."""
     for group in (apps.GROUP, "argoproj.io"):
         crd = apps.application_crd(group)
+        if group != apps.GROUP:
+            try:
+                live = client.get(crd["apiVersion"], crd["kind"], crd["metadata"]["name"])
+            except errors.NotFound:
+                live = None
+            managers = {m.get("manager") for m in (live or {}).get("metadata", {}).get("managedFields") or []}
+            if live is not None and "gitops" not in managers:
+                log.info("%s is installed by someone else: left as it is", crd["metadata"]["name"])
+                continue
         client.apply(crd, field_manager="gitops", force=True)
 
 
@@ -39,21 +53,66 @@ class Engine:
         (Deployments, Services...) are watched and cached once; the engine's own otherwise."""
         self.client = client
         self.data_dir = data_dir
-        self.repos = RepoCache(data_dir / "repos")
+        self.repos = RepoCache(data_dir / "repos", on_request=metrics.observe_git_request)
         # Renders of small apps are ~10 KB of JSON: 2,048 of them keep a no-op pass over
         # 1,000 apps off the disk cache.
         self.renderer = Renderer(self.repos, data_dir / "manifests", memory_entries=2048)
         self._own_informers = informers is None
         self.informers = informers or InformerFactory(client)
         self.controller = AppController(client, self.informers, self.repos, self.renderer, settings, gate)
+        self.push = PushDispatcher(self.controller, self.repos)  # webhooks and git hooks feed it
+        self.elector: LeaderElector | None = None
+        self._lock = threading.Lock()
+        self._reconciling = False
+        self._stopping = False
 
-    def start(self) -> Engine:
+    def start(self, election: LeaseConfig | None = None, on_lost: Callable[[], None] | None = None) -> Engine:
+        """Reconcile at once, or, with `election`, only while this process holds the Lease.
+        A follower keeps the Application caches warm (for readers, and to take over
+        fast); `on_lost` is called when leadership is lost rather than given up."""
         install_crds(self.client)
-        self.controller.start()
+        if election is None:
+            self._start_reconciling()
+        else:
+            for api_version in apps.APP_API_VERSIONS:
+                self.informers.informer(api_version, apps.KIND, self.controller.settings.namespace)
+            self.informers.start()
+
+            def stopped_leading() -> None:
+                self._stop_reconciling()
+                if not self._stopping and on_lost is not None:
+                    on_lost()
+
+            self.elector = LeaderElector(self.client, election, self._start_reconciling, stopped_leading).start()
+        self.push.start()
         return self
 
+    def _start_reconciling(self) -> None:
+        with self._lock:
+            if not self._stopping and not self._reconciling:
+                self._reconciling = True
+                self.controller.start()
+
+    def _stop_reconciling(self) -> None:
+        with self._lock:
+            if self._reconciling:
+                self._reconciling = False
+                self.controller.stop()
+
+    @property
+    def is_leader(self) -> bool:
+        """Whether this engine reconciles (always, without leader election)."""
+        return self._reconciling
+
     def stop(self) -> None:
-        self.controller.stop()
+        """Stop reconciling first, then give the Lease up: the successor starts only once
+        this engine has stopped writing."""
+        with self._lock:
+            self._stopping = True
+        self.push.stop()
+        self._stop_reconciling()
+        if self.elector is not None:
+            self.elector.stop()
         if self._own_informers:
             self.informers.stop()
 

@@ -39,7 +39,11 @@ _HELM_DELETE = {
 KIND_ORDER = (
     "Namespace", "NetworkPolicy", "ResourceQuota", "LimitRange", "PodSecurityPolicy", "PodDisruptionBudget",
     "ServiceAccount", "Secret", "SecretList", "ConfigMap", "StorageClass", "PersistentVolume",
-    "PersistentVolumeClaim", "CustomResourceDefinition", "ClusterRole", "ClusterRoleList", "ClusterRoleBinding",
+    "PersistentVolumeClaim", "CustomResourceDefinition",
+    # Admission policies before what they gate (ours: policies delivered by an app apply first).
+    "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding", "ClusterPolicy", "Policy", "ValidatingPolicy",
+    "MutatingPolicy", "ClusterImagePolicy",
+    "ClusterRole", "ClusterRoleList", "ClusterRoleBinding",
     "ClusterRoleBindingList", "Role", "RoleList", "RoleBinding", "RoleBindingList", "Service", "DaemonSet", "Pod",
     "ReplicationController", "ReplicaSet", "Deployment", "HorizontalPodAutoscaler", "StatefulSet", "Job",
     "CronJob", "IngressClass", "Ingress", "APIService",

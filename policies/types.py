@@ -27,6 +27,8 @@ class Request:
     groups: tuple[str, ...] = ("system:masters", "system:authenticated")
     subresource: str = ""
     dry_run: bool = False
+    roles: tuple[str, ...] = ()  # "namespace:name" of the Roles bound to the user (match.roles)
+    cluster_roles: tuple[str, ...] = ()  # ClusterRoles bound to the user (match.clusterRoles)
 
     @property
     def resource(self) -> Obj:
@@ -75,6 +77,7 @@ class Outcome:
 
     results: list[RuleResult] = field(default_factory=list)
     patched: Obj | None = None  # the object after mutate rules (None when unchanged)
+    generated: list[Obj] = field(default_factory=list)  # objects Kyverno generate rules create
 
     @property
     def blocking(self) -> list[RuleResult]:

@@ -5,8 +5,10 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -15,6 +17,18 @@ from controllers.manager import ClusterConfig
 
 # ../shared beside the repository (as in CI), or wherever GITOPS_SHARED points.
 SHARED = Path(os.environ.get("GITOPS_SHARED") or Path(__file__).resolve().parents[2] / "shared")
+
+
+def eventually(cond: Callable[[], Any], timeout: float = 30.0, what: str = "condition", interval: float = 0.1) -> Any:
+    """Poll until `cond()` is truthy and return it: generous, for a loaded machine."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = cond()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} not met within {timeout}s")
+        time.sleep(interval)
 
 
 @pytest.fixture

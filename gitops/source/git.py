@@ -25,6 +25,7 @@ import tempfile
 import threading
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future
 from contextlib import contextmanager
@@ -53,8 +54,10 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-_LINK_MODE = 0o120000
+_LINK_MODE = "120000"
+_TREE_MODE = "040000"
 _MAX_LINK_HOPS = 40
+_TREE_CACHE = 4096  # parsed trees kept per repository
 _SHA = re.compile(r"[0-9a-f]{4,40}")
 _FULL_SHA = re.compile(r"[0-9a-f]{40}")
 _BAD_REVISION = re.compile(r"[\s~^:?*\[\\\x00-\x1f\x7f]|\.\.|@\{")
@@ -282,6 +285,11 @@ class _Repo:
         self.lock = threading.Lock()  # guards refs and the git.Repo's persistent cat-file processes
         self.refs: dict[str, str] | None = None
         self.commits: set[str] = set()  # SHAs known to name commits here (objects never disappear)
+        # Parsed trees by object id, and commits' root trees: objects are immutable, so a
+        # monorepo's `apps/` tree is read once for its 1,000 apps, not once per file read.
+        self.trees: OrderedDict[str, dict[str, TreeEntry]] = OrderedDict()
+        self.roots: dict[str, str] = {}
+        self.infos: OrderedDict[str, CommitInfo] = OrderedDict()  # the 1,000 apps of one commit ask once
 
 
 class RepoCache:
@@ -391,57 +399,117 @@ class RepoCache:
 
     # ------------------------------------------------------------------ reading
     def ls_tree(self, url: str, sha: str, path: str = "", recursive: bool = False) -> list[TreeEntry]:
-        """The entries under directory ``path`` at commit ``sha`` (all files below it when ``recursive``)."""
+        """The entries under directory ``path`` at commit ``sha`` (all files below it when ``recursive``),
+        in git's order, as ``git ls-tree`` lists them."""
         repo = self._repo(url)
         rel = clean_path(path)
-        args = ["-z", *(["-r"] if recursive else []), self._commit(repo, sha), "--", *([rel + "/"] if rel else [])]
-        out = self._local(repo, "ls_tree", *args)
-        entries = []
-        for record in filter(None, out.split("\0")):
-            meta, _, name = record.partition("\t")
-            mode, kind, obj = meta.split(" ")
-            entries.append(TreeEntry(name, mode, kind, obj))
-        if rel and not entries:
-            kind = self._object_type(repo, sha, rel)
-            if kind != "tree":
-                problem = "is not a directory" if kind else "does not exist"
+        commit = self._commit(repo, sha)
+        with repo.lock:
+            node = self._entry(repo, commit, rel)
+            if node is None or node.type != "tree":
+                problem = "is not a directory" if node else "does not exist"
                 raise GitError(f"path {rel!r} {problem} at {sha[:12]} in {scrub(repo.url)}")
-        return entries
+            return list(self._walk(repo, node.sha, rel, recursive))
+
+    def tree_id(self, url: str, sha: str, path: str = "") -> str | None:
+        """The object id of directory ``path`` at commit ``sha`` (None when it is not a directory):
+        it changes exactly when something below the path does, so it keys renders of the path."""
+        repo = self._repo(url)
+        commit = self._commit(repo, sha)
+        with repo.lock:
+            node = self._entry(repo, commit, clean_path(path))
+        return node.sha if node is not None and node.type == "tree" else None
 
     def read_file(self, url: str, sha: str, path: str) -> bytes:
         """The content of a file at a commit, following symlinks that stay inside the repository."""
         repo = self._repo(url)
         commit = self._commit(repo, sha)
         with repo.lock:
-            blob = self._resolve_path(repo, commit, clean_path(path))
-            if blob.type != "blob":
+            node = self._resolve_path(repo, commit, clean_path(path))
+            if node.type != "blob":
                 raise GitError(f"{path} is a directory at {sha[:12]} in {scrub(repo.url)}")
-            return bytes(blob.data_stream.read())
+            return self._object(repo, node.sha)
 
-    def _resolve_path(self, repo: _Repo, commit: str, rel: str) -> git.objects.Blob | git.objects.Tree:
-        """The object at ``rel``, following symlinks at every component; caller holds ``repo.lock``."""
-        tree = repo.repo.commit(commit).tree
+    def _resolve_path(self, repo: _Repo, commit: str, rel: str) -> TreeEntry:
+        """The entry at ``rel``, following symlinks at every component; caller holds ``repo.lock``."""
+        root = TreeEntry("", _TREE_MODE, "tree", self._root_tree(repo, commit))
         pending = rel.split("/") if rel else []
         done: list[str] = []
         hops = 0
-        obj: git.objects.Blob | git.objects.Tree = tree
+        node = root
         while pending:
             name = pending.pop(0)
             current = "/".join([*done, name])
-            try:
-                obj = tree / current
-            except KeyError:
-                raise GitError(f"{rel} does not exist at {commit[:12]} in {scrub(repo.url)}") from None
-            if obj.type == "blob" and obj.mode == _LINK_MODE:
+            entry = self._tree(repo, node.sha).get(name) if node.type == "tree" else None
+            if entry is None:
+                raise GitError(f"{rel} does not exist at {commit[:12]} in {scrub(repo.url)}")
+            if entry.mode == _LINK_MODE:
                 hops += 1
                 if hops > _MAX_LINK_HOPS:
                     raise GitError(f"{rel}: too many levels of symbolic links")
-                target = _link_target(current, obj.data_stream.read().decode())
+                target = _link_target(current, self._object(repo, entry.sha).decode())
                 pending = (target.split("/") if target else []) + pending
-                done, obj = [], tree
+                done, node = [], root
             else:
                 done.append(name)
-        return obj
+                node = entry
+        return node
+
+    def _entry(self, repo: _Repo, commit: str, rel: str) -> TreeEntry | None:
+        """The entry at ``rel`` without following symlinks (as ``git rev-parse commit:rel``), or
+        None; caller holds ``repo.lock``."""
+        node: TreeEntry | None = TreeEntry("", _TREE_MODE, "tree", self._root_tree(repo, commit))
+        for name in rel.split("/") if rel else []:
+            if node is None or node.type != "tree":
+                return None
+            node = self._tree(repo, node.sha).get(name)
+        return node
+
+    def _walk(self, repo: _Repo, tree: str, prefix: str, recursive: bool) -> Iterator[TreeEntry]:
+        for name, entry in self._tree(repo, tree).items():
+            full = f"{prefix}/{name}" if prefix else name
+            if recursive and entry.type == "tree":
+                yield from self._walk(repo, entry.sha, full, recursive)
+            else:
+                yield entry._replace(path=full)
+
+    def _root_tree(self, repo: _Repo, commit: str) -> str:
+        tree = repo.roots.get(commit)
+        if tree is None:
+            header = self._object(repo, commit).split(b"\n", 1)[0]
+            if not header.startswith(b"tree "):
+                raise GitError(f"commit {commit} in {scrub(repo.url)} has no tree")
+            tree = repo.roots[commit] = header[5:].decode()
+        return tree
+
+    def _tree(self, repo: _Repo, sha: str) -> dict[str, TreeEntry]:
+        """The entries of a tree object by name (``path`` is the name), parsed once."""
+        entries = repo.trees.get(sha)
+        if entries is not None:
+            repo.trees.move_to_end(sha)
+            return entries
+        data = self._object(repo, sha)
+        entries = {}
+        i = 0
+        while i < len(data):
+            space = data.index(b" ", i)
+            nul = data.index(b"\0", space)
+            mode = data[i:space].decode().zfill(6)
+            name = data[space + 1 : nul].decode("utf-8", "surrogateescape")
+            kind = "tree" if mode == _TREE_MODE else "commit" if mode == "160000" else "blob"
+            entries[name] = TreeEntry(name, mode, kind, data[nul + 1 : nul + 21].hex())
+            i = nul + 21
+        repo.trees[sha] = entries
+        if len(repo.trees) > _TREE_CACHE:
+            repo.trees.popitem(last=False)
+        return entries
+
+    def _object(self, repo: _Repo, sha: str) -> bytes:
+        """An object's raw content from git's persistent ``cat-file --batch``; caller holds ``repo.lock``."""
+        try:
+            return bytes(repo.repo.git.get_object_data(sha)[3])
+        except (ValueError, git.GitCommandError) as err:
+            raise GitError(f"cannot read object {sha} in {scrub(repo.url)}: {err}") from None
 
     def export(self, url: str, sha: str, path: str, dest: Path) -> Path:
         """Write the files under ``path`` at ``sha`` into ``dest``, keeping the repository layout.
@@ -475,15 +543,20 @@ class RepoCache:
         repo = self._repo(url)
         commit_sha = self._commit(repo, sha)
         with repo.lock:
-            commit = repo.repo.commit(commit_sha)
-            message = commit.message if isinstance(commit.message, str) else commit.message.decode()
-            return CommitInfo(
-                sha=commit.hexsha,
-                subject=message.strip().split("\n", 1)[0],
-                message=message.strip(),
-                author=f"{commit.author.name} <{commit.author.email}>",
-                date=commit.authored_datetime.isoformat(),
-            )
+            info = repo.infos.get(commit_sha)
+            if info is None:
+                commit = repo.repo.commit(commit_sha)
+                message = commit.message if isinstance(commit.message, str) else commit.message.decode()
+                info = repo.infos[commit_sha] = CommitInfo(
+                    sha=commit.hexsha,
+                    subject=message.strip().split("\n", 1)[0],
+                    message=message.strip(),
+                    author=f"{commit.author.name} <{commit.author.email}>",
+                    date=commit.authored_datetime.isoformat(),
+                )
+                if len(repo.infos) > _TREE_CACHE:
+                    repo.infos.popitem(last=False)
+            return info
 
     def _commit(self, repo: _Repo, sha: str) -> str:
         """A SHA checked to name a commit in the clone (refusing anything that could pass as an option)."""
@@ -491,15 +564,14 @@ class RepoCache:
             return sha
         if not _SHA.fullmatch(sha):
             raise GitError(f"{sha!r} is not a commit SHA")
-        if self._object_type(repo, sha, None) != "commit":
+        if self._object_type(repo, sha) != "commit":
             raise GitError(f"commit {sha} is not in the cache of {scrub(repo.url)}")
         repo.commits.add(sha)
         return sha
 
-    def _object_type(self, repo: _Repo, sha: str, rel: str | None) -> str:
-        name = sha if rel is None else f"{sha}:{rel}"
+    def _object_type(self, repo: _Repo, sha: str) -> str:
         try:
-            return self._local(repo, "cat_file", "-t", name)
+            return self._local(repo, "cat_file", "-t", sha)
         except GitError:
             return ""
 

@@ -7,6 +7,8 @@ kustomization file is Kustomize, anything else a directory of YAML/JSON files.
 A render is a pure function of (repository, commit, source options, app name,
 destination namespace), so results are cached by those inputs, in memory and as
 JSON on disk: an unchanged commit is never rendered twice, even across restarts.
+A directory source without symlinks depends only on the tree of its path, so it is
+also cached by that tree's id: a commit elsewhere in a monorepo re-renders no app.
 Any error fails the whole render; a partial result is never returned.
 """
 
@@ -81,12 +83,22 @@ class Renderer:
 
     def render(self, repo_url: str, commit: str, source: Obj, app_name: str, namespace: str) -> list[Obj]:
         """The objects of ``source`` (an Application's ``spec.source``) at ``commit``, in a fresh list."""
-        key = _cache_key(repo_url, commit, source, app_name, namespace)
+        key = _cache_key(repo_url, {"commit": commit}, source, app_name, namespace)
         data = self._cached(key) or self._rendering.do(
             key, lambda: self._render_once(key, repo_url, commit, source, app_name, namespace)
         )
         objects: list[Obj] = orjson.loads(data)
         return objects
+
+    def _tree_key(self, repo_url: str, commit: str, source: Obj, app_name: str, namespace: str) -> str | None:
+        """The key of a directory source by its path's tree (None for other sources)."""
+        try:
+            if self.source_type(repo_url, commit, source) != DIRECTORY:
+                return None
+            tree = self.repos.tree_id(repo_url, commit, _app_path(source))
+        except GitError as err:
+            raise RenderError(str(err)) from None
+        return _cache_key(repo_url, {"tree": tree}, source, app_name, namespace) if tree else None
 
     def source_type(self, repo_url: str, commit: str, source: Obj) -> str:
         """Helm, Kustomize or Directory: what Argo CD reports as ``status.sourceType``."""
@@ -121,24 +133,33 @@ class Renderer:
         return self.cache_dir / key[:2] / f"{key}.json"
 
     def _render_once(self, key: str, repo_url: str, commit: str, source: Obj, app_name: str, namespace: str) -> bytes:
-        """Render and store, unless a render that finished meanwhile already stored the result."""
-        cached = self._cached(key)
+        """Render and store, unless a render that finished meanwhile (or one of the same tree
+        at another commit) already stored the result. A render found by its tree is also
+        remembered by the commit, in memory: the next pass at this commit asks git nothing."""
+        tree_key = self._tree_key(repo_url, commit, source, app_name, namespace)
+        cached = self._cached(key) or (self._cached(tree_key) if tree_key else None)
         if cached is not None:
+            self._remember(key, cached)
             return cached
-        objects = self._render(repo_url, commit, source, app_name, namespace)
+        objects, tree_only = self._render(repo_url, commit, source, app_name, namespace)
         data = orjson.dumps(objects)
+        self._store(tree_key if tree_key and tree_only else key, data)
+        self._remember(key, data)
+        with self._lock:
+            self.renders += 1
+        return data
+
+    def _store(self, key: str, data: bytes) -> None:
         path = self._disk_path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
         tmp.write_bytes(data)
         os.replace(tmp, path)
         self._remember(key, data)
-        with self._lock:
-            self.renders += 1
-        return data
 
     # ------------------------------------------------------------------ rendering
-    def _render(self, repo_url: str, commit: str, source: Obj, app_name: str, namespace: str) -> list[Obj]:
+    def _render(self, repo_url: str, commit: str, source: Obj, app_name: str, namespace: str) -> tuple[list[Obj], bool]:
+        """The objects, and whether they depend on nothing but the tree at the app's path."""
         path = _app_path(source)
         try:
             kind = self.source_type(repo_url, commit, source)
@@ -150,9 +171,9 @@ class Renderer:
                 self.repos.export(repo_url, commit, "", root)
                 if not (root / path).is_dir():
                     raise RenderError(f"{path}: app path does not exist")
-                if kind == KUSTOMIZE:
-                    return self._kustomize(root, path, source.get("kustomize") or {})
-                return self._helm(root, path, source.get("helm") or {}, app_name, namespace)
+                if kind == KUSTOMIZE:  # may read ../bases, and Helm value files from anywhere
+                    return self._kustomize(root, path, source.get("kustomize") or {}), False
+                return self._helm(root, path, source.get("helm") or {}, app_name, namespace), False
         except GitError as err:
             raise RenderError(str(err)) from None
         except ManifestError as err:
@@ -169,11 +190,13 @@ class Renderer:
             return KUSTOMIZE
         return DIRECTORY
 
-    def _directory(self, repo_url: str, commit: str, path: str, options: Obj) -> list[Obj]:
-        """Every YAML/JSON file of the directory (and below it with ``recurse``), filtered by include/exclude."""
+    def _directory(self, repo_url: str, commit: str, path: str, options: Obj) -> tuple[list[Obj], bool]:
+        """Every YAML/JSON file of the directory (and below it with ``recurse``), filtered by
+        include/exclude; and whether no symlink (to files elsewhere in the repo) was read."""
         include, exclude = _glob(options.get("include")), _glob(options.get("exclude"))
         prefix = f"{path}/" if path else ""
         files = []
+        links = False
         for entry in self.repos.ls_tree(repo_url, commit, path, recursive=bool(options.get("recurse"))):
             rel = entry.path[len(prefix) :]
             if entry.type != "blob" or not _MANIFEST_FILE.fullmatch(rel.rsplit("/", 1)[-1]):
@@ -181,6 +204,7 @@ class Renderer:
             if (exclude and exclude.fullmatch(rel)) or (include and not include.fullmatch(rel)):
                 continue
             files.append(entry.path)
+            links = links or entry.mode == "120000"
         objects: list[Obj] = []
         for file in sorted(files, key=lambda p: p.split("/")):
             text = _decode(self.repos.read_file(repo_url, commit, file), file)
@@ -190,7 +214,7 @@ class Renderer:
                 if file.endswith(".json") or _looks_like_resource(text):
                     raise
                 log.debug("skipping %s: YAML that is not Kubernetes manifests", file)
-        return objects
+        return objects, not links
 
     def _kustomize(self, root: Path, path: str, options: Obj) -> list[Obj]:
         """``kubectl kustomize`` on the exported tree, after the edits ``kustomize edit`` would make."""
@@ -234,11 +258,12 @@ class Renderer:
         return objects
 
 
-def _cache_key(repo_url: str, commit: str, source: Obj, app_name: str, namespace: str) -> str:
-    """Everything a render depends on; the target revision is left out (the commit says it all)."""
+def _cache_key(repo_url: str, content: dict[str, str], source: Obj, app_name: str, namespace: str) -> str:
+    """Everything a render depends on, the content named by ``{"commit": sha}`` or ``{"tree":
+    id}``; the target revision is left out (the content says it all)."""
     options = {k: v for k, v in source.items() if k not in ("repoURL", "targetRevision")}
     blob = orjson.dumps(
-        {"v": _FORMAT, "repo": normalize_url(repo_url), "commit": commit, "source": options, "app": app_name,
+        {"v": _FORMAT, "repo": normalize_url(repo_url), **content, "source": options, "app": app_name,
          "namespace": namespace},
         option=orjson.OPT_SORT_KEYS,
     )  # fmt: skip

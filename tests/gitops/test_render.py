@@ -280,6 +280,24 @@ def test_an_unchanged_commit_is_never_rendered_twice(
     assert restarted.renders == 1
 
 
+def test_a_commit_elsewhere_in_a_monorepo_does_not_re_render_a_directory_app(repo: GitRepo, renderer: Renderer) -> None:
+    repo.commit({"apps/a/cm.yaml": cm("a", v="1"), "apps/b/cm.yaml": cm("b", v="1"), "shared/cm.yaml": cm("s", v="1")})
+    repo.commit({"apps/linked/cm.yaml": Symlink("../../shared/cm.yaml")})
+    for app in ("a", "b", "linked"):
+        render(renderer, repo, {"path": f"apps/{app}"}, app=app)
+    assert renderer.renders == 3
+
+    repo.commit({"apps/b/cm.yaml": cm("b", v="2")})
+    assert render(renderer, repo, {"path": "apps/a"}, app="a")[0]["data"] == {"v": "1"}
+    assert render(renderer, repo, {"path": "apps/b"}, app="b")[0]["data"] == {"v": "2"}
+    assert renderer.renders == 4  # b only
+
+    repo.commit({"shared/cm.yaml": cm("s", v="2")})  # outside apps/linked, but its symlink reads it
+    assert render(renderer, repo, {"path": "apps/linked"}, app="linked")[0]["data"] == {"v": "2"}
+    assert render(renderer, repo, {"path": "apps/a"}, app="a")[0]["data"] == {"v": "1"}
+    assert renderer.renders == 5
+
+
 @pytest.fixture
 def examples(repo: GitRepo, tmp_path: Path) -> GitRepo:
     """Argo CD's example apps, copied into a fresh repository at test time."""

@@ -14,7 +14,7 @@ from tests.conftest import Kubectl
 def test_gitops_up_demo_runs_the_example_app(tmp_path: Path) -> None:
     data = tmp_path / "data"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "gitops.cli", "up", "--demo", "--data-dir", str(data), "--api-port", "0"],
+        [sys.executable, "-m", "gitops.cli", "up", "--demo", "--data-dir", str(data), "--api-port", "0", "--port", "0"],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -31,6 +31,7 @@ def test_gitops_up_demo_runs_the_example_app(tmp_path: Path) -> None:
                 break
         out = "".join(lines)
         assert "Application demo: Synced Healthy" in out, out
+        assert "Dashboard:       http://127.0.0.1:" in out, out
         assert out.count(" Running ") == 4, out
         pods = Kubectl(data / "kubeconfig", tmp_path)("get", "pods", "-n", "demo")
         assert pods.count("Running") == 4, pods
