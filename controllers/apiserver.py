@@ -14,6 +14,7 @@ import datetime as dt
 import ipaddress
 import secrets
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -56,6 +57,8 @@ PATCH_STRATEGIC = "application/strategic-merge-patch+json"
 PATCH_APPLY = "application/apply-patch+yaml"
 PATCH_TYPES = (PATCH_JSON, PATCH_MERGE, PATCH_STRATEGIC, PATCH_APPLY)
 
+ManagedFields = list[dict[str, Any]]  # metadata.managedFields
+
 FOREGROUND_FINALIZER = "foregroundDeletion"
 ORPHAN_FINALIZER = "orphan"
 _NAME_SUFFIX_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
@@ -63,8 +66,17 @@ _PATCH_RETRIES = 5
 _GENERATE_NAME_TRIES = 8
 
 
+_last_second: tuple[int, str] = (-1, "")
+
+
 def now_rfc3339() -> str:
-    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    """The current time to the second, formatted once per second (every write asks)."""
+    global _last_second
+    second = int(time.time())
+    cached = _last_second
+    if cached[0] != second:
+        cached = _last_second = (second, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(second)))
+    return cached[1]
 
 
 @dataclass
@@ -179,8 +191,6 @@ class APIWatch:
 
 
 def _monotonic() -> float:
-    import time
-
     return time.monotonic()
 
 
@@ -313,7 +323,19 @@ class APIServer:
     def create(
         self, rt: ResourceType, namespace: str, obj: dict[str, Any], opts: WriteOptions | None = None
     ) -> dict[str, Any]:
-        opts = opts or WriteOptions()
+        return self._create(rt, namespace, obj, opts or WriteOptions(), None)
+
+    def _create(
+        self,
+        rt: ResourceType,
+        namespace: str,
+        obj: dict[str, Any],
+        opts: WriteOptions,
+        applied_fields: ManagedFields | None,
+    ) -> dict[str, Any]:
+        """A create in one store write. `applied_fields` is the managedFields of a
+        server-side apply that creates, computed before the write; None records the
+        create as an ordinary Update by the request's field manager."""
         obj = _clone(obj)
         self._check_type(rt, obj)
         meta = obj.setdefault("metadata", {})
@@ -337,16 +359,20 @@ class APIServer:
         self._prepare_create(rt, obj)
         self._drop_unknown_fields(rt, obj, opts)
         self._default_and_validate(rt, obj, None, opts)
-        update_managed_fields(
-            None,
-            obj,
-            opts.field_manager or "unknown",
-            "Update",
-            now,
-            rt.api_version,
-            node=self._node(rt),
-            status_subresource=rt.has_status,
-        )
+        if applied_fields is not None:
+            if applied_fields:
+                meta["managedFields"] = applied_fields
+        else:
+            update_managed_fields(
+                None,
+                obj,
+                opts.field_manager or "unknown",
+                "Update",
+                now,
+                rt.api_version,
+                node=self._node(rt),
+                status_subresource=rt.has_status,
+            )
         req = AdmissionRequest(CREATE, rt, "", ns, name, obj, None, opts.dry_run, opts.user, opts.warnings)
         if self.admission.has_mutating:
             self.admission.mutate(req)
@@ -416,6 +442,8 @@ class APIServer:
         rec = self.store.get("namespaces", "", ns)
         if rec is None:
             raise errors.not_found("namespaces", "", ns)
+        if b'"deletionTimestamp"' not in rec.raw:  # an open namespace, without parsing it
+            return
         nsobj = orjson.loads(rec.raw)
         if nsobj.get("metadata", {}).get("deletionTimestamp"):
             raise errors.Forbidden(
@@ -718,18 +746,10 @@ class APIServer:
     def _create_applied(
         self, rt: ResourceType, namespace: str, obj: dict[str, Any], opts: WriteOptions
     ) -> dict[str, Any]:
+        """An apply that creates is one create (one revision, one ADDED event) carrying
+        the apply's managedFields: a writer that comes in between cannot fail it."""
         managed = obj.get("metadata", {}).pop("managedFields", None)
-        created = self.create(rt, namespace, obj, _with_manager(opts, "__apply_create__"))
-        if opts.dry_run:
-            created["metadata"]["managedFields"] = managed
-            return created
-        # Replace the bookkeeping entry of the create by the apply's own managedFields.
-        created["metadata"]["managedFields"] = managed
-        ns = self._key_ns(rt, namespace)
-        rec = self.store.update(
-            rt.group_resource, ns, created["metadata"]["name"], created, int(created["metadata"]["resourceVersion"])
-        )
-        return orjson.loads(rec.raw)
+        return self._create(rt, namespace, obj, opts, managed or [])
 
     # ------------------------------------------------------------------ delete
     def delete(self, rt: ResourceType, namespace: str, name: str, opts: DeleteOptions | None = None) -> dict[str, Any]:
@@ -1172,10 +1192,6 @@ def _delete_path(obj: dict[str, Any], path: str) -> None:
             return
     if isinstance(cur, dict):
         cur.pop(steps[-1], None)
-
-
-def _with_manager(opts: WriteOptions, manager: str) -> WriteOptions:
-    return WriteOptions(opts.dry_run, manager, opts.force, opts.field_validation, opts.user, opts.warnings)
 
 
 def _parse_rv(rv: str) -> int:

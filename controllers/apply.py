@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -106,21 +106,22 @@ def server_side_apply(
     if isinstance(meta, Mapping) and meta.get("managedFields"):
         raise BadRequest("metadata.managedFields must be nil")
     config = _applied_config(applied, subresource)
-    ignored = _ignore_filter(subresource, status_subresource)
+    scope = _Scope(subresource, status_subresource)
     version = str(config.get("apiVersion") or (live or {}).get("apiVersion") or "")
     if node is None:
         node = type_for(version, str(config.get("kind") or (live or {}).get("kind") or ""))
 
     managers = _decode_managers(live)
-    live_paths = _paths(live, node, ignored) if live is not None else {}
-    if live is not None and not managers and live_paths:
+    if live is not None and not managers:
         # An object nobody tracked yet: its current fields belong to a stand-in manager,
         # so the first apply cannot silently overwrite them.
-        stand_in = _Manager(_BEFORE_FIRST_APPLY, "Update", str(live.get("apiVersion", version)), "", now)
-        stand_in.fields = _owned(live_paths)
-        managers[stand_in.identity] = stand_in
+        live_paths = _paths(live, node, scope)
+        if live_paths:
+            stand_in = _Manager(_BEFORE_FIRST_APPLY, "Update", str(live.get("apiVersion", version)), "", now)
+            stand_in.fields = _owned(live_paths)
+            managers[stand_in.identity] = stand_in
 
-    me = _Manager(manager, "Apply", version, subresource, now, _owned(_paths(config, node, ignored)))
+    me = _Manager(manager, "Apply", version, subresource, now, _owned(_paths(config, node, scope)))
     previous = managers.get(me.identity)
     merged = _apply_merge(_without_managed_fields(live) if live is not None else {}, config, node)
 
@@ -132,7 +133,7 @@ def server_side_apply(
         for path in sorted(previous.fields - claimed, key=len):
             _remove(merged, path, node)
 
-    added, modified, removed = _compare(live_paths, _paths(merged, node, ignored))
+    added, modified, removed = _changes(live or {}, merged, node, scope)
     changed = added | modified
     conflicts = {
         other.identity: other.fields & changed
@@ -179,9 +180,7 @@ def update_managed_fields(
     managers = _decode_entries(incoming) if incoming else _decode_managers(old)
     if node is None:
         node = type_for(str(new.get("apiVersion", "")), str(new.get("kind", "")))
-    ignored = _ignore_filter(subresource, status_subresource)
-    before = _paths(old, node, ignored) if old is not None else {}
-    added, modified, removed = _compare(before, _paths(new, node, ignored))
+    added, modified, removed = _changes(old or {}, new, node, _Scope(subresource, status_subresource))
     changed = added | modified
     for other in managers.values():
         other.fields -= changed | removed
@@ -224,34 +223,87 @@ def _without_managed_fields(obj: Mapping[str, Any]) -> dict[str, Any]:
     return copied
 
 
-def _ignore_filter(subresource: str, status_subresource: bool) -> Callable[[Path], bool]:
-    """Paths an endpoint does not track: identity and server metadata always, `status`
-    on the main resource of kinds with a status subresource, all but `status` on it."""
+@dataclass(frozen=True)
+class _Scope:
+    """What an endpoint tracks: never identity and server metadata (`_UNTRACKED_META`
+    under metadata), not `status` on the main resource of kinds with a status
+    subresource, and nothing but `status` on that subresource."""
 
-    def ignored(path: Path) -> bool:
-        top = path[0]
-        if top in ("f:apiVersion", "f:kind"):
-            return True
-        if top == "f:metadata" and len(path) > 1 and path[1][2:] in _UNTRACKED_META:
-            return True
-        if subresource == "status":
-            return top != "f:status"
-        return status_subresource and top == "f:status"
+    subresource: str
+    status_subresource: bool
 
-    return ignored
+    def tracks(self, key: str) -> bool:
+        """Whether the top-level field `key` is tracked."""
+        if key in ("apiVersion", "kind"):
+            return False
+        if self.subresource == "status":
+            return key == "status"
+        return not (self.status_subresource and key == "status")
+
+
+def _skipped(key: str) -> frozenset[str]:
+    """Keys of a top-level field that are never tracked."""
+    return _UNTRACKED_META if key == "metadata" else _NOTHING
+
+
+_NOTHING: frozenset[str] = frozenset()
 
 
 # ---------------------------------------------------------------------------------------
 # Walking objects into field paths
 
 
-def _paths(obj: Mapping[str, Any], node: TypeNode | None, ignored: Callable[[Path], bool]) -> dict[Path, _Entry]:
-    """Every position of `obj` as a FieldsV1 path, with how it is held."""
+def _paths(obj: Mapping[str, Any], node: TypeNode | None, scope: _Scope) -> dict[Path, _Entry]:
+    """Every tracked position of `obj` as a FieldsV1 path, with how it is held."""
     out: dict[Path, _Entry] = {}
     for key, value in obj.items():
-        if value is not None and not ignored(("f:" + key,)):
-            _walk(value, _child(node, key), ("f:" + key,), out)
-    return {path: entry for path, entry in out.items() if not ignored(path)}
+        if value is not None and scope.tracks(key):
+            _walk(value, _child(node, key), ("f:" + key,), out, _skipped(key))
+    return out
+
+
+def _changes(
+    old: Mapping[str, Any], new: Mapping[str, Any], node: TypeNode | None, scope: _Scope
+) -> tuple[set[Path], set[Path], set[Path]]:
+    """Added, modified and removed paths from `old` to `new`: what comparing the two
+    full walks gives, but only the subtrees that differ are walked (an update usually
+    touches a few fields of a large object)."""
+    changes: tuple[set[Path], set[Path], set[Path]] = (set(), set(), set())
+    for key in old.keys() | new.keys():
+        if scope.tracks(key):
+            _diff(old.get(key), new.get(key), _child(node, key), ("f:" + key,), _skipped(key), changes)
+    return changes
+
+
+def _diff(
+    old: Any,
+    new: Any,
+    node: TypeNode | None,
+    path: Path,
+    skip: frozenset[str],
+    changes: tuple[set[Path], set[Path], set[Path]],
+) -> None:
+    if old == new:
+        return
+    if isinstance(old, dict) and isinstance(new, dict) and old and new and not (node is not None and node.atomic):
+        # Both walk to the same container entry here: only the members can differ.
+        for key in old.keys() | new.keys():
+            if key not in skip:
+                _diff(old.get(key), new.get(key), _child(node, key), path + ("f:" + key,), _NOTHING, changes)
+        return
+    before: dict[Path, _Entry] = {}
+    after: dict[Path, _Entry] = {}
+    if old is not None:
+        _walk(old, node, path, before, skip)
+    if new is None:
+        changes[2].update(before)
+        return
+    _walk(new, node, path, after, skip)
+    if old is None:
+        changes[0].update(p for p, (kind, _) in after.items() if kind != "struct")
+        return
+    for found, more in zip(changes, _compare(before, after), strict=True):
+        found |= more
 
 
 def _owned(paths: dict[Path, _Entry]) -> set[Path]:
@@ -263,14 +315,17 @@ def _child(node: TypeNode | None, name: str) -> TypeNode | None:
     return node.field(name) if node is not None else None
 
 
-def _walk(value: Any, node: TypeNode | None, path: Path, out: dict[Path, _Entry]) -> None:
+def _walk(
+    value: Any, node: TypeNode | None, path: Path, out: dict[Path, _Entry], skip: frozenset[str] = _NOTHING
+) -> None:
+    """Walk `value` at `path` into `out`; `skip` names keys of this map that are not tracked."""
     if (node is not None and node.atomic) or value == {} or value == []:
         out[path] = ("leaf", value)
         return
     if isinstance(value, dict):
         out[path] = ("map" if node is not None and node.kind == "map" else "struct", None)
         for key, sub in value.items():
-            if sub is not None:
+            if sub is not None and key not in skip:
                 _walk(sub, _child(node, key), path + ("f:" + key,), out)
         return
     info = node.list_info if node is not None else None
@@ -493,25 +548,25 @@ _ELEMENT_ORDER = {"f": 0, "k": 1, "v": 2, "i": 3}
 
 
 def _encode_fields(paths: set[Path]) -> dict[str, Any]:
+    """Paths to FieldsV1, members in the API server's order (`.` first, then `f:`,
+    `k:`, `v:`, `i:` elements, each sorted): inserting the paths in that order builds
+    every level of the trie already sorted, a parent before its members."""
     root: dict[str, Any] = {}
-    for path in paths:
+    owned: list[dict[str, Any]] = []
+    for path in sorted(paths, key=_path_order):
         trie = root
-        for element in path:
+        for element in path[:-1]:
             trie = trie.setdefault(element, {})
-    for path in paths:
-        trie = root
-        for element in path:
-            trie = trie[element]
-        if trie:
-            trie["."] = {}
-    return _sorted_trie(root)
+        entry = trie[path[-1]] = {".": {}}
+        owned.append(entry)
+    for entry in owned:
+        if len(entry) == 1:  # no members: a plain `{}`
+            entry.clear()
+    return root
 
 
-def _sorted_trie(trie: dict[str, Any]) -> dict[str, Any]:
-    def order(key: str) -> tuple[int, str]:
-        return (-1, "") if key == "." else (_ELEMENT_ORDER.get(key[:1], 4), key)
-
-    return {key: _sorted_trie(trie[key]) for key in sorted(trie, key=order)}
+def _path_order(path: Path) -> list[tuple[int, str]]:
+    return [(_ELEMENT_ORDER.get(element[:1], 4), element) for element in path]
 
 
 def _store_managers(obj: dict[str, Any], managers: dict[_Identity, _Manager]) -> None:

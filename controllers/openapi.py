@@ -777,6 +777,8 @@ class _Documents:
         }
         self._v2: tuple[JSON, bytes] | None = None
         self._kind_schemas: dict[tuple[str, str], tuple[JSON, dict[str, JSON]] | None] = {}
+        self._field_checks: dict[tuple[str, str], _FieldCheck | None] = {}
+        self._compiled_checks: dict[int, _FieldCheck] = {}
         self._v2_protobuf: bytes | None = None
         self._lock = threading.Lock()
 
@@ -786,6 +788,16 @@ class _Documents:
         if key not in self._kind_schemas:
             self._kind_schemas[key] = self._find_kind_schema(api_version, kind)
         return self._kind_schemas[key]
+
+    def field_check(self, api_version: str, kind: str) -> _FieldCheck | None:
+        """The compiled unknown-field check of a kind (None when it is not served)."""
+        key = (api_version, kind)
+        if key not in self._field_checks:
+            found = self.kind_schema(api_version, kind)
+            self._field_checks[key] = (
+                None if found is None else _FieldCheck.of(found[0], found[1], self._compiled_checks)
+            )
+        return self._field_checks[key]
 
     def _find_kind_schema(self, api_version: str, kind: str) -> tuple[JSON, dict[str, JSON]] | None:
         group, _, version = api_version.rpartition("/")
@@ -913,11 +925,11 @@ def unknown_fields(registry: Registry, obj: JSON) -> list[str]:
 
     Fields under `x-kubernetes-preserve-unknown-fields` and free-form maps are never unknown.
     An object whose kind is not registered has no unknown fields here: it fails elsewhere."""
-    found = _documents(registry).kind_schema(str(obj.get("apiVersion", "")), str(obj.get("kind", "")))
-    if found is None:
+    check = _documents(registry).field_check(str(obj.get("apiVersion", "")), str(obj.get("kind", "")))
+    if check is None:
         return []
     out: list[str] = []
-    _walk_unknown(obj, found[0], found[1], "", out)
+    check.walk(obj, "", out)
     return out
 
 
@@ -931,13 +943,32 @@ def _resolve(schema: JSON, schemas: dict[str, JSON]) -> JSON:
             return schema
 
 
-def _walk_unknown(value: Any, schema: JSON, schemas: dict[str, JSON], path: str, out: list[str]) -> None:
-    schema = _resolve(schema, schemas)
-    if schema.get("x-kubernetes-preserve-unknown-fields"):
-        return
-    if isinstance(value, dict):
+class _FieldCheck:
+    """The unknown-field rule of one (resolved) schema. Every write is checked, so each
+    schema is resolved once, on first use, and its members are compiled as they are met
+    (lazily: schemas refer to themselves, such as JSONSchemaProps)."""
+
+    __slots__ = (
+        "_schema",
+        "_schemas",
+        "_compiled",
+        "_properties",
+        "_members",
+        "_additional",
+        "_items",
+        "_closed",
+        "_open",
+    )
+
+    def __init__(self, schema: JSON, schemas: dict[str, JSON], compiled: dict[int, _FieldCheck]) -> None:
+        # Registered first, so a schema that refers to itself compiles to itself; holding
+        # the schema keeps its id from being reused while the cache lives.
+        compiled[id(schema)] = self
+        self._schema = schema
+        self._schemas = schemas
+        self._compiled = compiled
+        self._open = bool(schema.get("x-kubernetes-preserve-unknown-fields"))
         properties = schema.get("properties")
-        additional = schema.get("additionalProperties")
         if schema.get("x-kubernetes-embedded-resource"):
             properties = {
                 "apiVersion": {},
@@ -945,14 +976,42 @@ def _walk_unknown(value: Any, schema: JSON, schemas: dict[str, JSON], path: str,
                 "metadata": _ref(f"{_META}.ObjectMeta", True),
                 **(properties or {}),
             }
-        for key, item in value.items():
-            child = f"{path}.{key}" if path else key
-            if properties is not None and key in properties:
-                _walk_unknown(item, properties[key], schemas, child, out)
-            elif isinstance(additional, dict):
-                _walk_unknown(item, additional, schemas, child, out)
-            elif properties is not None and additional is not True:
-                out.append(child)
-    elif isinstance(value, list) and isinstance(schema.get("items"), dict):
-        for i, item in enumerate(value):
-            _walk_unknown(item, schema["items"], schemas, f"{path}[{i}]", out)
+        additional = schema.get("additionalProperties")
+        self._properties: JSON | None = properties
+        self._members: dict[str, _FieldCheck] = {}
+        self._additional = self._compile(additional) if isinstance(additional, dict) else None
+        items = schema.get("items")
+        self._items = self._compile(items) if isinstance(items, dict) else None
+        # A member that is neither a property nor an additional property is unknown here.
+        self._closed = properties is not None and self._additional is None and additional is not True
+
+    @staticmethod
+    def of(schema: JSON, schemas: dict[str, JSON], compiled: dict[int, _FieldCheck]) -> _FieldCheck:
+        resolved = _resolve(schema, schemas)
+        return compiled.get(id(resolved)) or _FieldCheck(resolved, schemas, compiled)
+
+    def _compile(self, schema: JSON) -> _FieldCheck:
+        return _FieldCheck.of(schema, self._schemas, self._compiled)
+
+    def _member(self, key: str) -> _FieldCheck | None:
+        check = self._members.get(key)
+        if check is None and self._properties is not None and key in self._properties:
+            check = self._members[key] = self._compile(self._properties[key])
+        return check
+
+    def walk(self, value: Any, path: str, out: list[str]) -> None:
+        """Append the paths under `value` (at `path`) that this schema does not declare."""
+        if self._open:
+            return
+        if isinstance(value, dict):
+            for key, item in value.items():
+                check = self._member(key) or self._additional
+                if check is None:
+                    if self._closed:
+                        out.append(f"{path}.{key}" if path else key)
+                elif isinstance(item, (dict, list)) and not check._open:
+                    check.walk(item, f"{path}.{key}" if path else key, out)
+        elif isinstance(value, list) and self._items is not None:
+            for i, item in enumerate(value):
+                if isinstance(item, (dict, list)):
+                    self._items.walk(item, f"{path}[{i}]", out)

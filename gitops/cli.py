@@ -22,19 +22,23 @@ from gitops import clusters
 from gitops.appcli import app as app_group
 from gitops.apps import API_VERSION
 from gitops.controller import EngineSettings
-from gitops.demo import demo_application, ensure_demo_repo
+from gitops.demo import demo_objects, ensure_demo_repo
 from gitops.engine import Engine
 from gitops.hookcli import hook as hook_group
 from gitops.leader import LeaseConfig, default_identity
+from gitops.notifier import AppNotifier, NotifySettings
 from gitops.policycli import policy as policy_group
 from gitops.policygate import SyncPolicyGate, apply_policies, load_policies
-from gitops.push import push_blueprint
+from gitops.push import cluster_secrets, push_blueprint
 from gitops.server import close_app, create_app
 from gitops.server.auth import Tokens
-from gitops.yamlload import ManifestError
+from gitops.yamlload import ManifestError, load_yaml
 from policies.admission import ClusterPolicies, watch_policies
 from policies.admission import install as install_policies
+from policies.images import ImageVerifier
 from webhooks.admission import admission_blueprint
+from webhooks.git import PROVIDERS, WebhookSecrets
+from webhooks.notify import GitHub, GitLab, Webhook
 
 # Flags that shape the embedded cluster: given, they mean embedded mode.
 EMBEDDED_ONLY = ("api_port", "nodes", "node_cpu", "node_memory", "node_pods", "cluster_file", "kubelet_rules")
@@ -49,6 +53,15 @@ def main(verbose: int) -> None:
 
 
 @main.command()
+@click.option(
+    "--config",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    is_eager=True,
+    expose_value=False,
+    callback=lambda ctx, _param, value: _load_config(ctx, value),
+    help="A YAML file of `up` options (keys are the long flag names, e.g. `port: 8080`, "
+    "`webhook-provider-secret: {gitlab: ...}`); flags on the command line win.",
+)
 @click.option(
     "--data-dir",
     default=".gitops",
@@ -86,7 +99,12 @@ def main(verbose: int) -> None:
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="A file of Applications to create or update at start (repeatable).",
 )
-@click.option("--demo", is_flag=True, help="Also deploy the example app from a local git repo (examples/demo).")
+@click.option(
+    "--demo",
+    is_flag=True,
+    help="Also deploy the example apps (examples/apps) from a local git repo of examples/demo, "
+    "with the example policies (examples/policies).",
+)
 @click.option(
     "--poll-interval",
     default=120.0,
@@ -119,6 +137,47 @@ def main(verbose: int) -> None:
     "--signing-key",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="The cosign public key (PEM) that --signed-registry images must be signed with.",
+)
+@click.option(
+    "--insecure-registry",
+    "insecure_registries",
+    multiple=True,
+    metavar="HOST[:PORT]",
+    help="A registry reached over plain HTTP when verifying image signatures (repeatable).",
+)
+@click.option(
+    "--webhook-provider-secret",
+    "provider_secrets",
+    multiple=True,
+    metavar="PROVIDER=SECRET",
+    help="A webhook secret for one provider (gitlab, github, gitea, gogs, bitbucket, bitbucket-server, generic); "
+    "overrides --webhook-secret for it (repeatable).",
+)
+@click.option(
+    "--gitlab-url", default="https://gitlab.com", show_default=True, help="GitLab to report commit status to."
+)
+@click.option(
+    "--gitlab-token",
+    envvar="GITOPS_GITLAB_TOKEN",
+    default="",
+    help="GitLab token (api scope) for commit statuses and merge-request notes (default: $GITOPS_GITLAB_TOKEN).",
+)
+@click.option(
+    "--github-api-url", default="https://api.github.com", show_default=True, help="GitHub API for commit statuses."
+)
+@click.option(
+    "--github-token",
+    envvar="GITOPS_GITHUB_TOKEN",
+    default="",
+    help="GitHub token for commit statuses (default: $GITOPS_GITHUB_TOKEN).",
+)
+@click.option(
+    "--notify-webhook",
+    "notify_webhooks",
+    multiple=True,
+    metavar="URL",
+    help="POST a JSON event to URL on sync running/succeeded/failed, health degraded and deployed (repeatable; "
+    "signed with $GITOPS_NOTIFY_WEBHOOK_SECRET when set).",
 )
 @click.option(
     "--kubeconfig",
@@ -216,9 +275,34 @@ def up(
     admin_token: str,
     readonly_tokens: tuple[str, ...],
     anonymous_read: bool,
+    insecure_registries: tuple[str, ...],
+    provider_secrets: tuple[str, ...],
+    gitlab_url: str,
+    gitlab_token: str,
+    github_api_url: str,
+    github_token: str,
+    notify_webhooks: tuple[str, ...],
 ) -> None:
     """Start the embedded control plane (or connect to a real cluster with --kubeconfig or
     --in-cluster) and the engine; run until Ctrl-C or SIGTERM."""
+    stop = threading.Event()
+    lost = threading.Event()
+
+    def on_signal(_sig: int, _frame: object) -> None:
+        stop.set()
+
+    # Before anything starts: a SIGTERM during start-up still shuts down cleanly.
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    try:
+        secrets_by_provider = dict(_key_value(item, "--webhook-provider-secret") for item in provider_secrets)
+    except click.BadParameter as exc:
+        raise click.UsageError(str(exc)) from None
+    unknown = sorted(set(secrets_by_provider) - {p.name for p in PROVIDERS})
+    if unknown:
+        known = ", ".join(p.name for p in PROVIDERS)
+        raise click.UsageError(f"--webhook-provider-secret: unknown provider(s) {unknown}; known: {known}")
+    verifier = ImageVerifier(insecure_registries=frozenset(insecure_registries))
     try:
         policy_docs = (
             load_policies(policies_source, signed_registries, signing_key.read_text() if signing_key else "")
@@ -240,7 +324,7 @@ def up(
             raise click.UsageError(str(exc)) from None
         namespace = namespace or default_namespace
         client, api_url = remote, str(remote.api_client.configuration.host)
-        cluster_policies = watch_policies(remote)  # the kinds the cluster serves (e.g. Kyverno's)
+        cluster_policies = watch_policies(remote, verifier=verifier)  # the kinds the cluster serves (e.g. Kyverno's)
     else:
         if cluster_file is not None:
             config = ClusterConfig.from_file(cluster_file)
@@ -250,7 +334,7 @@ def up(
             config.kubelet_rules = kubelet_rules
         cluster = EmbeddedCluster(data_dir, api_port=api_port, host=host, config=config).start()
         informers = cluster.manager.ctx.informers if cluster.manager else None
-        cluster_policies = install_policies(cluster, LocalClient(cluster.api), informers)
+        cluster_policies = install_policies(cluster, LocalClient(cluster.api), informers, verifier)
         apply_policies(LocalClient(cluster.api), policy_docs)
         client, api_url = LocalClient(cluster.api), cluster.url
     election = None
@@ -266,8 +350,6 @@ def up(
             )
         except ValueError as exc:
             raise click.UsageError(str(exc)) from None
-    stop = threading.Event()
-    lost = threading.Event()
 
     def on_lost() -> None:
         lost.set()
@@ -279,8 +361,8 @@ def up(
         for a in engine.apply_app_file(path):
             click.echo(f"application {a['metadata']['namespace']}/{a['metadata']['name']} applied from {path}")
     if demo:
-        repo = ensure_demo_repo(Path(data_dir))
-        engine.client.apply(demo_application(repo), field_manager="gitops-cli", force=True)
+        for obj in demo_objects(ensure_demo_repo(Path(data_dir))):
+            engine.client.apply(obj, field_manager="gitops-cli", force=True)
     click.echo(f"Kubernetes API:  {api_url}")
     if cluster is not None:
         embedded_kubeconfig = Path(data_dir).resolve() / "kubeconfig"
@@ -292,8 +374,11 @@ def up(
     admission = admission_blueprint(
         cluster_policies.policyset, lookup=cluster_policies.lookup, namespace_labels=cluster_policies.namespace_labels
     )
-    web_app = create_app(engine, tokens, [push_blueprint(engine, webhook_secret), admission], anonymous_read)
+    hooks = cluster_secrets(engine.client, namespace or "default", webhook_secret)
+    hooks = WebhookSecrets(hooks.shared, {**hooks.per_provider, **secrets_by_provider})
+    web_app = create_app(engine, tokens, [push_blueprint(engine, hooks), admission], anonymous_read)
     web = WSGIServer(web_app, host, port).start()
+    notifier = _notifier(engine, f"{web.url}", gitlab_url, gitlab_token, github_api_url, github_token, notify_webhooks)
     click.echo(f"Dashboard:       {web.url}/")
     click.echo(f"Admin token:     {'from --admin-token' if admin_token else token_file} (log in with it)")
     if election is not None:
@@ -303,15 +388,12 @@ def up(
     click.echo("Press Ctrl-C to stop.")
     sys.stdout.flush()
 
-    def on_signal(_sig: int, _frame: object) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
     stop.wait()
     click.echo("Shutting down...")
     web.stop()
     close_app(web_app)
+    if notifier is not None:
+        notifier.stop()
     engine.stop()
     cluster_policies.stop()
     if cluster is not None:
@@ -320,6 +402,62 @@ def up(
         # As kube-controller-manager: a fresh start (the pod's restart) stands for election again.
         click.echo("Lost the leader-election lease: exiting.", err=True)
         sys.exit(1)
+
+
+def _load_config(ctx: click.Context, path: Path | None) -> None:
+    """`--config FILE`: its keys become the defaults of `up`'s options, so flags still win."""
+    if path is None:
+        return
+    try:
+        doc = load_yaml(path.read_text(), str(path)) or {}
+    except (ManifestError, OSError) as exc:
+        raise click.BadParameter(f"{path}: {exc}", param_hint="--config") from None
+    if not isinstance(doc, dict):
+        raise click.BadParameter(f"{path}: expected a mapping of option names to values", param_hint="--config")
+    names = {p.name: p for p in ctx.command.params if isinstance(p, click.Option)}
+    flags = {opt.lstrip("-"): p for p in names.values() for opt in p.opts}
+    defaults: dict[str, Any] = {}
+    for key, value in doc.items():
+        param = flags.get(str(key)) or names.get(str(key).replace("-", "_"))
+        if param is None or param.name == "config":
+            raise click.BadParameter(f"{path}: unknown option {key!r}", param_hint="--config")
+        if isinstance(value, dict):  # PROVIDER=SECRET style options as a mapping
+            value = [f"{k}={v}" for k, v in value.items()]
+        defaults[str(param.name)] = value
+    ctx.default_map = {**(ctx.default_map or {}), **defaults}
+
+
+def _key_value(item: str, flag: str) -> tuple[str, str]:
+    key, sep, value = item.partition("=")
+    if not sep or not key or not value:
+        raise click.BadParameter(f"{flag} expects KEY=VALUE, got {item.split('=')[0]!r}=…")
+    return key.strip(), value
+
+
+def _notifier(
+    engine: Engine,
+    dashboard_url: str,
+    gitlab_url: str,
+    gitlab_token: str,
+    github_api_url: str,
+    github_token: str,
+    webhook_urls: tuple[str, ...],
+) -> AppNotifier | None:
+    """Commit statuses, merge-request notes and JSON webhooks, when any is configured."""
+    if not (gitlab_token or github_token or webhook_urls):
+        return None
+    hook_secret = os.environ.get("GITOPS_NOTIFY_WEBHOOK_SECRET", "")
+    settings = NotifySettings(
+        dashboard_url=dashboard_url,
+        gitlab=GitLab(gitlab_url, gitlab_token) if gitlab_token else None,
+        github=GitHub(github_token, github_api_url) if github_token else None,
+        webhooks=[Webhook(url, hook_secret) for url in webhook_urls],
+    )
+    notifier = AppNotifier(engine.informers, settings).start()
+    engine.push.merge_request_handlers.append(
+        notifier.preview_merge_request(engine.client, engine.repos, engine.renderer)
+    )
+    return notifier
 
 
 def _admin_token(path: Path) -> str:

@@ -37,6 +37,7 @@ IN_CLUSTER_NAME = "in-cluster"
 # Every informer holds one connection for its watch, and workers make requests besides:
 # the official client's default pool of 10 would open and discard connections all the time.
 CONNECTIONS = 64
+PROBE_SECONDS = 5.0  # how long a destination's /version may take before it counts as unreachable
 
 Obj = dict[str, Any]
 
@@ -135,7 +136,8 @@ class RegisteredCluster:
 
     def __init__(self, secret: Obj) -> None:
         meta = secret["metadata"]
-        self.where = f"secret {meta.get('namespace', '')}/{meta['name']}"
+        self.key = f"{meta.get('namespace', '')}/{meta['name']}"
+        self.where = f"secret {self.key}"
         self.version = (meta.get("uid"), meta.get("resourceVersion"))
         data = _secret_data(secret)
         self.name = data.get("name", "")
@@ -151,6 +153,23 @@ class RegisteredCluster:
         if self._client is None:
             self._client = RemoteClient(self._api_client())
         return self._client
+
+    def check(self, timeout: float = PROBE_SECONDS) -> None:
+        """Ask the server its version, so that an unreachable cluster or refused
+        credentials read as such rather than as every resource missing. The error names the
+        server and the Secret, never the credentials."""
+        from kubernetes.client import VersionApi
+        from kubernetes.client.exceptions import ApiException
+
+        api_client = self.client().api_client
+        server = self.server or str(api_client.configuration.host)
+        try:
+            VersionApi(api_client).get_code(_request_timeout=timeout)
+        except ApiException as exc:
+            raise ClusterError(f"cluster {server} ({self.where}) answered {exc.status} {exc.reason}") from None
+        except Exception as exc:  # urllib3 and ssl errors: their text names no credentials
+            reason = getattr(exc, "reason", None) or exc
+            raise ClusterError(f"cluster {server} ({self.where}) is unreachable: {reason}") from None
 
     def _api_client(self) -> Any:
         from kubernetes import config
@@ -209,12 +228,17 @@ class ClusterRegistry:
 
     def client_for(self, server: str = "", name: str = "") -> Client:
         """The client of a destination (Argo CD's `destination.server` or `.name`)."""
+        cluster = self.find(server, name)
+        return self.client if cluster is None else cluster.client()
+
+    def find(self, server: str = "", name: str = "") -> RegisteredCluster | None:
+        """The registered cluster of a destination, or None for the engine's own cluster."""
         server = server.rstrip("/")
         if (server and server in self.own_urls) or (not server and name == IN_CLUSTER_NAME):
-            return self.client
+            return None
         for cluster in self.clusters():
             if (server and cluster.server == server) or (not server and name and cluster.name == name):
-                return cluster.client()
+                return cluster
         what = f"server {server!r}" if server else f"name {name!r}"
         raise ClusterError(
             f"cluster {what} is not registered: add a Secret labelled {CLUSTER_SELECTOR} "

@@ -14,7 +14,7 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol
 
@@ -25,7 +25,7 @@ from controllers import errors
 from controllers.client import Client
 from controllers.patch import clone
 from controllers.runtime import Controller, Informer, InformerFactory, Result
-from gitops import apps, metrics
+from gitops import apps, clusters, metrics
 from gitops.diff import ResourceDiff, compare, normalize
 from gitops.health import Health, aggregate, resource_health
 from gitops.resources import TRACKING, Obj, ResourceKey, hook_types, tracked_app, tracking_id
@@ -118,6 +118,68 @@ class _AppState:
     # What git said last time, by (revision, source): sourceType, and the commit message.
     source_type: tuple[str, bytes, str] = ("", b"", "")
     commit_message: tuple[str, str] = ("", "")
+    destination: _Destination | None = None  # the cluster `predictions` were made by
+
+
+class _Destination:
+    """A cluster apps deploy to: its client, and informers on the kinds apps own there
+    (indexed by our tracking annotation, so finding an app's resources never lists it)."""
+
+    def __init__(
+        self,
+        client: Client,
+        informers: InformerFactory,
+        on_change: Callable[[str, Obj, Obj | None], None],
+        version: tuple[Any, Any] = (None, None),
+    ) -> None:
+        self.client = client
+        self.informers = informers
+        self.version = version  # of the cluster Secret it was made from
+        self._on_change = on_change
+        self.kinds: dict[tuple[str, str], Informer] = {}  # (group, kind) -> informer
+        self.versions: dict[tuple[str, str], str] = {}  # (group, kind) -> apiVersion
+        self._lock = threading.Lock()
+        self._sync_deadline: dict[tuple[str, str], float] = {}  # (group, kind) -> monotonic
+        self._closed = False
+
+    def close(self) -> None:
+        """Stop watching (a destination cluster unregistered, or the engine stopping)."""
+        with self._lock:
+            self._closed = True
+        self.informers.stop()
+
+    def informer(self, api_version: str, kind: str) -> Informer:
+        """The informer of a kind, its first listing awaited (for up to INFORMER_SYNC_WAIT
+        seconds after it was made): a fresh engine (a restart, a new leader) must not take
+        an empty cache for missing resources and sync again what is in sync."""
+        group = api_version.rpartition("/")[0]
+        with self._lock:
+            inf = self.kinds.get((group, kind))
+            if inf is None:
+                if self._closed:  # no informer that nothing would stop
+                    raise clusters.ClusterError("the destination cluster was unregistered meanwhile")
+                inf = self.informers.informer(api_version, kind)
+                self.kinds[(group, kind)] = inf
+                self.versions[(group, kind)] = api_version
+                self._sync_deadline[(group, kind)] = time.monotonic() + INFORMER_SYNC_WAIT
+                inf.cache.add_index("tracking", lambda o: [a] if (a := tracked_app(o)) else [])
+                inf.add_handler(self._on_change)
+        left = self._sync_deadline[(group, kind)] - time.monotonic()
+        if left > 0 and not inf.has_synced():
+            inf.wait_for_sync(left)
+        return inf
+
+    def live(self, key: ResourceKey) -> Obj | None:
+        inf = self.kinds.get((key.group, key.kind))
+        if inf is None:
+            return None
+        return inf.cache.get(f"{key.namespace}/{key.name}" if key.namespace else key.name)
+
+    def namespaced(self, api_version: str, kind: str) -> bool:
+        try:
+            return self.client.resource_info(api_version, kind).namespaced
+        except errors.NotFound:
+            return True  # not served yet (its CRD comes in this sync): namespaced, as most are
 
 
 class AppController:
@@ -129,7 +191,10 @@ class AppController:
         renderer: Renderer,
         settings: EngineSettings | None = None,
         gate: PolicyGate | None = None,
+        own_urls: Iterable[str] = (),
     ) -> None:
+        """`own_urls`: the addresses of the engine's own cluster, which destinations may
+        name as well as https://kubernetes.default.svc."""
         self.client = client
         self.informers = informers
         self.repos = repos
@@ -143,10 +208,13 @@ class AppController:
         self._render_slots = threading.BoundedSemaphore(self.settings.render_concurrency)
         self._state: dict[str, _AppState] = {}
         self._state_lock = threading.Lock()
-        self._kinds: dict[tuple[str, str], Informer] = {}  # (group, kind) -> informer
-        self._versions: dict[tuple[str, str], str] = {}  # (group, kind) -> apiVersion
-        self._kinds_lock = threading.Lock()
-        self._sync_deadline: dict[tuple[str, str], float] = {}  # (group, kind) -> monotonic
+        self._own = _Destination(client, informers, self._on_owned_change)
+        # Other clusters, made on first use and dropped when their Secret changes or goes.
+        self._own_urls = tuple(own_urls)
+        self._registry: clusters.ClusterRegistry | None = None
+        self._remote: dict[str, _Destination] = {}  # cluster Secret namespace/name -> destination
+        self._remote_apps: set[str] = set()  # keys of apps whose destination is another cluster
+        self._remote_lock = threading.Lock()
         self._app_informers: dict[str, Informer] = {}
         self._scheduler = BackgroundScheduler(daemon=True)
         self.listeners: list[Callable[[Obj], None]] = []  # told of every status written
@@ -172,6 +240,7 @@ class AppController:
     def stop(self) -> None:
         self._scheduler.shutdown(wait=False)
         self.controller.stop()
+        self._stop_destinations()
 
     def _on_app_event(self, api_version: str) -> Callable[[str, Obj, Obj | None], None]:
         """Enqueue an app on any change but one of its status alone: that is the engine's own
@@ -227,26 +296,72 @@ class AppController:
         with self._state_lock:
             return self._state.setdefault(key, _AppState())
 
-    # ------------------------------------------------------------------ informers on owned kinds
-    def _informer_for(self, api_version: str, kind: str) -> Informer:
-        """The informer of a kind, its first listing awaited (for up to INFORMER_SYNC_WAIT
-        seconds after it was made): a fresh engine (a restart, a new leader) must not take
-        an empty cache for missing resources and sync again what is in sync."""
-        group = api_version.rpartition("/")[0]
-        with self._kinds_lock:
-            inf = self._kinds.get((group, kind))
-            if inf is None:
-                inf = self.informers.informer(api_version, kind)
-                self._kinds[(group, kind)] = inf
-                self._versions[(group, kind)] = api_version
-                self._sync_deadline[(group, kind)] = time.monotonic() + INFORMER_SYNC_WAIT
-                inf.cache.add_index("tracking", lambda o: [a] if (a := tracked_app(o)) else [])
-                inf.add_handler(self._on_owned_change)
-        left = self._sync_deadline[(group, kind)] - time.monotonic()
-        if left > 0 and not inf.has_synced():
-            inf.wait_for_sync(left)
-        return inf
+    # ------------------------------------------------------------------ destination clusters
+    def _destination(self, key: str, spec: apps.AppSpec) -> _Destination:
+        """The cluster an app deploys to: the engine's own, or one registered as a Secret,
+        whose client and informers are made on first use. Raises SpecError for a
+        destination that is not registered (or whose Secret is unusable), ClusterError for
+        one that cannot be reached."""
+        if apps.is_in_cluster(spec):
+            return self._own
+        with self._remote_lock:
+            self._remote_apps.add(key)
+            registry = self._registry
+            if registry is None:
+                registry = clusters.ClusterRegistry(self.client, self.settings.namespace or "default", self._own_urls)
+                registry.secrets.add_handler(self._on_cluster_secret)
+                self._registry = registry.start()
+        registry.secrets.wait_for_sync(INFORMER_SYNC_WAIT)
+        try:
+            cluster = registry.find(spec.dest_server, spec.dest_name)
+            client = cluster.client() if cluster is not None else self.client
+        except clusters.ClusterError as exc:
+            raise apps.SpecError(str(exc)) from None
+        if cluster is None:
+            return self._own  # named by one of the engine's own URLs
+        with self._remote_lock:
+            dest = self._remote.get(cluster.key)
+        if dest is not None and dest.version == cluster.version:
+            return dest
+        cluster.check()  # before any informer: an unreachable cluster is not one with nothing in it
+        stale = None
+        with self._remote_lock:
+            dest = self._remote.get(cluster.key)
+            if dest is None or dest.version != cluster.version:
+                stale = dest
+                informers = InformerFactory(client)
+                informers.start()
+                dest = _Destination(client, informers, self._on_owned_change, cluster.version)
+                self._remote[cluster.key] = dest
+        if stale is not None:
+            stale.close()
+        return dest
 
+    def _on_cluster_secret(self, etype: str, obj: Obj, _old: Obj | None) -> None:
+        """A cluster Secret changed or went: forget what was made from it (its informers
+        stop), and look again at every app deploying to another cluster."""
+        meta = obj.get("metadata") or {}
+        if etype != "ADDED":
+            with self._remote_lock:
+                dest = self._remote.pop(f"{meta.get('namespace', '')}/{meta.get('name', '')}", None)
+            if dest is not None:
+                dest.close()
+        with self._remote_lock:
+            waiting = list(self._remote_apps)
+        for key in waiting:
+            self.controller.queue.add(key)
+
+    def _stop_destinations(self) -> None:
+        with self._remote_lock:
+            registry, self._registry = self._registry, None
+            remote = list(self._remote.values())
+            self._remote.clear()
+        if registry is not None:
+            registry.stop()
+        for dest in remote:
+            dest.close()
+
+    # ------------------------------------------------------------------ informers on owned kinds
     def _on_owned_change(self, _etype: str, obj: Obj, old: Obj | None) -> None:
         for o in (obj, old):
             owner = tracked_app(o) if o is not None else None
@@ -255,18 +370,14 @@ class AppController:
                     if inf.cache.get(owner) is not None:  # ours or Argo CD's group, as it exists
                         self.controller.queue.add(f"{av}|{owner}")
 
-    def _live(self, key: ResourceKey) -> Obj | None:
-        inf = self._kinds.get((key.group, key.kind))
-        if inf is None:
-            return None
-        return inf.cache.get(f"{key.namespace}/{key.name}" if key.namespace else key.name)
-
     # ------------------------------------------------------------------ reconcile
     def reconcile(self, key: str) -> Result | None:
         app = self.get_app(key)
         if app is None:
             with self._state_lock:
                 self._state.pop(key, None)
+            with self._remote_lock:
+                self._remote_apps.discard(key)
             return None
         app = clone(app)
         state = self._app_state(key)
@@ -281,17 +392,23 @@ class AppController:
         self._take_refresh_request(app, state)
         try:
             spec = apps.parse_spec(app)
-            if not apps.is_in_cluster(spec):
-                raise apps.SpecError(
-                    f"cluster {spec.dest_server or spec.dest_name!r} is not registered: only "
-                    f"{apps.IN_CLUSTER} (in-cluster) is served"
-                )
+            dest = self._destination(key, spec)
         except apps.SpecError as exc:
             _set_condition(status, "InvalidSpecError", str(exc))
             status["sync"] = {"status": UNKNOWN}
             self._write_status(app, status, state)
             return None
+        except clusters.ClusterError as exc:  # unreachable: nothing is compared or applied
+            _clear_condition(status, "InvalidSpecError")
+            _set_condition(status, "ComparisonError", str(exc))
+            status["sync"] = {"status": UNKNOWN}
+            status["reconciledAt"] = now_rfc3339()
+            self._write_status(app, status, state)
+            return Result(requeue_after=min(self.settings.poll_seconds, 10.0))
         _clear_condition(status, "InvalidSpecError")
+        if state.destination is not dest:  # predictions were made by another cluster
+            state.predictions.clear()
+            state.destination = dest
 
         op_state = status.get("operationState") or {}
         requested = app.get("operation")
@@ -303,8 +420,8 @@ class AppController:
             revision_override = str(op_state.get("syncResult", {}).get("revision") or "")
 
         try:
-            comparison = self._compare(app, spec, state, revision_override)
-        except (GitError, RenderError) as exc:
+            comparison = self._compare(app, spec, state, revision_override, dest)
+        except (GitError, RenderError, clusters.ClusterError) as exc:
             _set_condition(status, "ComparisonError", str(exc))
             status.setdefault("sync", {})["status"] = status.get("sync", {}).get("status") or UNKNOWN
             status["reconciledAt"] = now_rfc3339()
@@ -312,7 +429,7 @@ class AppController:
             state.fetch_since = time.monotonic()
             return Result(requeue_after=min(self.settings.poll_seconds, 10.0))
         _clear_condition(status, "ComparisonError")
-        self._apply_comparison(status, comparison, spec, state)
+        self._apply_comparison(status, comparison, spec, state, dest)
 
         requeue: float | None = None
         if requested and not running:
@@ -330,7 +447,7 @@ class AppController:
             )
             running = op_state.get("phase") == RUNNING
         if running:
-            requeue = self._advance(app, spec, status, comparison, state)
+            requeue = self._advance(app, spec, status, comparison, state, dest)
         elif op_state.get("phase") == FAILED and self._retry_due(spec, op_state):
             requeue = self._retry_delay(spec, op_state)
         self._write_status(app, status, state)
@@ -362,7 +479,7 @@ class AppController:
                 pass
 
     # ------------------------------------------------------------------ compare
-    def _compare(self, app: Obj, spec: apps.AppSpec, state: _AppState, override: str) -> Comparison:
+    def _compare(self, app: Obj, spec: apps.AppSpec, state: _AppState, override: str, dest: _Destination) -> Comparison:
         meta = app["metadata"]
         source = spec.sources[0]
         target = override or source.target_revision
@@ -376,7 +493,7 @@ class AppController:
             for src in spec.sources:
                 rev = sha if src is source else self.repos.resolve(src.repo_url, src.target_revision)
                 manifests.extend(self.renderer.render(src.repo_url, rev, src.raw, meta["name"], spec.dest_namespace))
-        desired, hooks = self._desired(app, spec, manifests)
+        desired, hooks = desired_objects(app, spec, manifests, dest.namespaced)
         diffs: dict[ResourceKey, ResourceDiff] = {}
         healths: dict[ResourceKey, Health] = {}
         seen: set[ResourceKey] = set()
@@ -385,14 +502,14 @@ class AppController:
                 continue  # hooks run during a sync; they are not resources to compare
             key = ResourceKey.of(obj)
             seen.add(key)
-            self._informer_for(obj["apiVersion"], obj["kind"])
-            live = self._live(key)
-            predicted = self._predict(state, key, obj, live) if live is not None else None
+            dest.informer(obj["apiVersion"], obj["kind"])
+            live = dest.live(key)
+            predicted = self._predict(state, key, obj, live, dest.client) if live is not None else None
             diffs[key] = compare(obj, predicted, live, spec.ignore_differences)
             healths[key] = resource_health(live) if live is not None else Health("Missing", "")
         app_key = f"{meta.get('namespace', '')}/{meta['name']}"
         extraneous = []
-        for inf in list(self._kinds.values()):
+        for inf in list(dest.kinds.values()):
             for live in inf.cache.by_index("tracking", app_key):
                 key = ResourceKey.of(live)
                 if key in seen or hook_types(live):
@@ -444,16 +561,7 @@ class AppController:
             state.source_type = (revision, digest, kind)
         return state.source_type[2]
 
-    def _desired(self, app: Obj, spec: apps.AppSpec, manifests: list[Obj]) -> tuple[list[Obj], list[Obj]]:
-        return desired_objects(app, spec, manifests, self._namespaced)
-
-    def _namespaced(self, api_version: str, kind: str) -> bool:
-        try:
-            return self.client.resource_info(api_version, kind).namespaced
-        except errors.NotFound:
-            return True  # not served yet (its CRD comes in this sync): namespaced, as most are
-
-    def _predict(self, state: _AppState, key: ResourceKey, desired: Obj, live: Obj) -> Obj | None:
+    def _predict(self, state: _AppState, key: ResourceKey, desired: Obj, live: Obj, client: Client) -> Obj | None:
         """What the object would be after our apply: a server-side dry run, cached by the
         desired content and the live resourceVersion so a no-op pass sends nothing."""
         digest = _hash(desired)
@@ -461,7 +569,7 @@ class AppController:
         hit = state.predictions.get(key)
         if hit is None or hit.desired != digest or hit.live_rv != live_rv:
             try:
-                predicted = self.client.apply(clone(desired), field_manager="gitops", force=True, dry_run=True)
+                predicted = client.apply(clone(desired), field_manager="gitops", force=True, dry_run=True)
             except errors.APIError as exc:
                 log.debug("dry run of %s failed: %s", key, exc.message)
                 hit = _Prediction(digest, live_rv, None)
@@ -478,12 +586,14 @@ class AppController:
         key = ResourceKey.of(desired)
         state.predictions[key] = _Prediction(_hash(desired), _resource_version(result), None, same=True)
 
-    def _apply_comparison(self, status: Obj, c: Comparison, spec: apps.AppSpec, state: _AppState) -> None:
+    def _apply_comparison(
+        self, status: Obj, c: Comparison, spec: apps.AppSpec, state: _AppState, dest: _Destination
+    ) -> None:
         resources = []
         for key, diff in sorted(c.diffs.items()):
             entry: Obj = {
                 **key.as_status(),
-                "version": self._versions.get((key.group, key.kind), "").rpartition("/")[2],
+                "version": dest.versions.get((key.group, key.kind), "").rpartition("/")[2],
                 "status": diff.status,
             }
             h = c.resource_health.get(key)
@@ -554,7 +664,9 @@ class AppController:
                 )
         return op
 
-    def _advance(self, app: Obj, spec: apps.AppSpec, status: Obj, c: Comparison, state: _AppState) -> float | None:
+    def _advance(
+        self, app: Obj, spec: apps.AppSpec, status: Obj, c: Comparison, state: _AppState, dest: _Destination
+    ) -> float | None:
         op = status["operationState"]
         sync = op.get("operation", {}).get("sync", {})
         selected = {
@@ -579,17 +691,17 @@ class AppController:
         prune = bool(sync.get("prune", spec.prune))
         plan: Plan = make_plan(desired, [] if selected else c.extraneous, prune, spec.flag("PruneLast"))
         if spec.flag("CreateNamespace") and spec.dest_namespace and not sync.get("dryRun"):
-            self._ensure_namespace(spec.dest_namespace)
+            self._ensure_namespace(dest, spec.dest_namespace)
         ctx = SyncContext(
-            self.client,
-            self._live,
+            dest.client,
+            dest.live,
             resource_health,
             dry_run=bool(sync.get("dryRun")),
             replace=spec.flag("Replace"),
             applied=lambda desired, result: self._applied(state, desired, result),
         )
         for obj in desired:
-            self._informer_for(obj["apiVersion"], obj["kind"])
+            dest.informer(obj["apiVersion"], obj["kind"])
         result = step(ctx, plan, op)
         if op["phase"] == SUCCEEDED and not ctx.dry_run:
             _add_history(status, op, spec.revision_history_limit)
@@ -617,11 +729,11 @@ class AppController:
         op["message"] = f"Retrying attempt #{n + 1} at {delay:.0f}s"
         return delay
 
-    def _ensure_namespace(self, name: str) -> None:
-        if self._informer_for("v1", "Namespace").cache.get(name) is not None:
+    def _ensure_namespace(self, dest: _Destination, name: str) -> None:
+        if dest.informer("v1", "Namespace").cache.get(name) is not None:
             return  # most syncs: no create to be refused
         try:
-            self.client.create(
+            dest.client.create(
                 {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}, field_manager="gitops"
             )
         except errors.AlreadyExists:

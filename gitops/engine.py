@@ -5,16 +5,17 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from controllers import errors
-from controllers.client import Client
+from controllers.client import Client, RemoteClient
 from controllers.runtime import InformerFactory
 from gitops import apps, metrics
 from gitops.controller import AppController, EngineSettings, PolicyGate
 from gitops.leader import LeaderElector, LeaseConfig
 from gitops.push import PushDispatcher
+from gitops.repocreds import SecretCredentials
 from gitops.resources import Obj
 from gitops.source.git import RepoCache
 from gitops.source.render import Renderer
@@ -48,18 +49,28 @@ class Engine:
         settings: EngineSettings | None = None,
         gate: PolicyGate | None = None,
         informers: InformerFactory | None = None,
+        own_urls: Iterable[str] = (),
     ) -> None:
         """`informers`: the embedded cluster's shared factory, so that the kinds both read
-        (Deployments, Services...) are watched and cached once; the engine's own otherwise."""
+        (Deployments, Services...) are watched and cached once; the engine's own otherwise.
+        `own_urls`: addresses of the engine's cluster that destinations may use (a
+        RemoteClient's own is known); any other destination is a cluster registered as a
+        Secret in the engine's namespace (`default` when it serves all namespaces)."""
         self.client = client
         self.data_dir = data_dir
-        self.repos = RepoCache(data_dir / "repos", on_request=metrics.observe_git_request)
+        self.repos = RepoCache(
+            data_dir / "repos",
+            credentials=SecretCredentials(client, (settings or EngineSettings()).namespace),
+            on_request=metrics.observe_git_request,
+        )
         # Renders of small apps are ~10 KB of JSON: 2,048 of them keep a no-op pass over
         # 1,000 apps off the disk cache.
         self.renderer = Renderer(self.repos, data_dir / "manifests", memory_entries=2048)
         self._own_informers = informers is None
         self.informers = informers or InformerFactory(client)
-        self.controller = AppController(client, self.informers, self.repos, self.renderer, settings, gate)
+        if isinstance(client, RemoteClient):
+            own_urls = [*own_urls, str(client.api_client.configuration.host)]
+        self.controller = AppController(client, self.informers, self.repos, self.renderer, settings, gate, own_urls)
         self.push = PushDispatcher(self.controller, self.repos)  # webhooks and git hooks feed it
         self.elector: LeaderElector | None = None
         self._lock = threading.Lock()

@@ -349,9 +349,9 @@ class PolicyAdmission:
         outcome = self._admit(req)
         if outcome is None:
             return
-        if outcome.patched is not None and req.object is not None:
-            patched = orjson.loads(orjson.dumps(outcome.patched))
-            req.object.clear()
+        patched = outcome.patched
+        if patched is not None and req.object is not None and patched is not req.object:
+            req.object.clear()  # in place: the API server goes on with this very dict
             req.object.update(patched)
         self._local.last = (req, outcome, _snapshot(req.object))
 

@@ -8,7 +8,6 @@ use so that each part works without the others loaded."""
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -58,7 +57,10 @@ class PolicySet:
         # Policies that cannot mutate are skipped in the mutate pass (most are validate-only),
         # those that cannot validate in the validate pass; each validate is bound once.
         self._mutating = [p for p in policies if getattr(p, "has_mutate", True)]
-        self._validators = [_validator(p, verifier) for p in policies if getattr(p, "has_validate", True)]
+        self._validators = [(p, _validator(p, verifier)) for p in policies if getattr(p, "has_validate", True)]
+        # Per request kind, the policies that may apply to it (a policy without `kinds` may
+        # apply to any): most requests concern a kind only a few policies look at.
+        self._by_kind: dict[str, tuple[list[Policy], list[Callable[[Request, Lookup | None], Outcome]]]] = {}
 
     @classmethod
     def from_objects(cls, docs: list[Obj], verifier: ImageVerifier | None = None) -> PolicySet:
@@ -84,13 +86,14 @@ class PolicySet:
         """Every mutate rule (in policy order), then every validation on the patched object."""
         outcome = Outcome()
         current = request
-        for policy in self._mutating:
+        mutating, validators = self._for_kind(request.kind)
+        for policy in mutating:
             mutated = policy.mutate(current, lookup)
             outcome.results.extend(mutated.results)
             if mutated.patched is not None:
                 outcome.patched = mutated.patched
                 current = _with_object(current, mutated.patched)
-        for validate in self._validators:
+        for validate in validators:
             validated = validate(current, lookup)
             outcome.results.extend(validated.results)
             outcome.generated.extend(validated.generated)
@@ -99,13 +102,31 @@ class PolicySet:
                 current = _with_object(current, validated.patched)
         return outcome
 
+    def _for_kind(self, kind: str) -> tuple[list[Policy], list[Callable[[Request, Lookup | None], Outcome]]]:
+        plan = self._by_kind.get(kind)
+        if plan is None:
+            plan = (
+                [p for p in self._mutating if _may_apply(p, kind)],
+                [v for p, v in self._validators if _may_apply(p, kind)],
+            )
+            if len(self._by_kind) >= 256:  # kinds are few; bound the memory all the same
+                self._by_kind.clear()
+            self._by_kind[kind] = plan
+        return plan
+
+
+def _may_apply(policy: Policy, kind: str) -> bool:
+    kinds = getattr(policy, "kinds", None)
+    return kinds is None or kind in kinds
+
 
 def _validator(policy: Policy, verifier: ImageVerifier | None) -> Callable[[Request, Lookup | None], Outcome]:
     """The policy's validate; Kyverno policies also get the image verifier (verifyImages rules)."""
     from policies.kyverno import KyvernoPolicy
 
     if isinstance(policy, KyvernoPolicy):
-        return functools.partial(policy.validate, verifier=verifier)
+        validate = policy.validate
+        return lambda request, lookup: validate(request, lookup, verifier)
     return policy.validate
 
 

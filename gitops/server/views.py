@@ -39,10 +39,13 @@ HEALTH_STATUSES = ("Healthy", "Progressing", "Degraded", "Suspended", "Missing",
 @bp.get("/")
 @require(READONLY, html=True)
 def index() -> str:
-    page = services().state.query(Query.parse(request.args))
+    svc = services()
+    version = svc.state.changes.version  # before reading: the stream replays what follows
+    page = svc.state.query(Query.parse(request.args))
     return render_template(
         "list.html",
         page=page,
+        version=version,
         args=request.args,
         sort_fields=SORT_FIELDS,
         sync_statuses=SYNC_STATUSES,
@@ -54,8 +57,9 @@ def index() -> str:
 @require(READONLY, html=True)
 def app_page(namespace: str, name: str) -> str:
     svc = services()
+    version = svc.state.changes.version  # before reading: the stream replays what follows
     app = svc.app(namespace, name)
-    return render_template("app.html", **_app_context(svc, app))
+    return render_template("app.html", **{**_app_context(svc, app), "version": version})
 
 
 @bp.get("/apps/<namespace>/<name>/live")
@@ -181,17 +185,22 @@ def stream() -> Response:
     arrives anyway."""
     svc = services()
     key = request.args.get("app", "")
+    try:  # the change version the page was rendered at: what changed since is sent at once
+        start = int(request.args.get("since", ""))
+    except ValueError:
+        start = -1
 
     def events() -> Iterator[bytes]:
         yield b":" + b" " * 2048 + b"\n\nretry: 3000\nevent: hello\ndata: {}\n\n"
-        since = svc.state.changes.version
+        now = svc.state.changes.version
+        since = start if 0 <= start <= now else now
         end = time.monotonic() + STREAM_SECONDS
         while time.monotonic() < end and not svc.closed.is_set():
             version = svc.state.changes.wait(since, PING_SECONDS)
-            if version == since:
+            if version <= since:
                 yield b"event: ping\ndata: {}\n\n"
                 continue
-            time.sleep(0.05)  # let a burst of changes land in one batch
+            time.sleep(0.25 if key else 0.05)  # a burst of changes makes one event
             version = svc.state.changes.version
             if key:
                 if svc.state.changes.changed(key, since):

@@ -70,7 +70,7 @@ class Renderer:
         timeout: float = 120.0,
     ) -> None:
         self.repos = repos
-        self.cache_dir = Path(cache_dir)
+        self.cache_dir = Path(cache_dir).resolve()  # absolute: kustomize runs in another cwd
         self.cache_dir.mkdir(parents=True, exist_ok=True)
         self.memory_entries = memory_entries
         self.kubectl = kubectl

@@ -81,6 +81,20 @@ def namespace_labels(request: Request, lookup: Lookup | None) -> dict[str, str] 
     return _labels(found)
 
 
+def possible_resources(constraints: list[Obj | None]) -> frozenset[str] | None:
+    """The resources (plural names) some `resourceRules` entry of every constraint names,
+    None when any resource may match: a request for another resource matches none."""
+    allowed: frozenset[str] | None = None
+    for match in constraints:
+        if not match or "resourceRules" not in match:
+            continue
+        names = {str(p).partition("/")[0] for r in match.get("resourceRules") or [] for p in r.get("resources") or []}
+        if "*" in names:
+            continue
+        allowed = frozenset(names) if allowed is None else allowed & names
+    return allowed
+
+
 def constraints_match(match: Obj | None, request: Request, lookup: Lookup | None) -> bool:
     """A MatchResources: some resourceRule, no excludeResourceRule, both selectors."""
     if not match:

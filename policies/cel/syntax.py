@@ -16,7 +16,7 @@ tokens here, so it never touches string literals."""
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 _TOKEN = re.compile(
@@ -229,3 +229,63 @@ class _Rewriter:
         if not guards:
             return path
         return f"({' && '.join(guards)} ? optional.of({path}) : optional.none())"
+
+
+_ROOTS = frozenset({"object", "oldObject"})
+
+
+def alias_paths(text: str, name_of: Callable[[tuple[str, ...], bool], str]) -> tuple[str, list[str]]:
+    """`text` with each field path into the admitted object (`object.spec.template.spec`)
+    replaced by a variable named `name_of(path, False)`, each `has(<path>)` by one named
+    `name_of(path, True)` (the field's presence), and the names used.
+
+    The evaluator copies the value a field selection yields, so every `object.spec...`
+    costs as much as the subtree it passes through; a top-level variable costs nothing
+    to read. Nothing is replaced when a macro binds `object`/`oldObject` to something
+    else."""
+    tokens = tokenize(text)
+    for i in range(1, len(tokens) - 1):
+        if tokens[i].text in _ROOTS and tokens[i - 1].text == "(" and tokens[i + 1].text == ",":
+            return text, []  # e.g. `list.map(object, ...)`: `object` is not the request's here
+    out: list[str] = []
+    used: list[str] = []
+    i = 0
+    while i < len(tokens):
+        tok = tokens[i]
+        if tok.kind != "ident" or tok.text not in _ROOTS or (i > 0 and tokens[i - 1].text in (".", ".?")):
+            out.append(tok.text)
+            i += 1
+            continue
+        fields: list[str] = []
+        j = i + 1
+        while (
+            j + 1 < len(tokens)
+            and tokens[j].text == "."
+            and tokens[j + 1].kind == "ident"
+            and not (j + 2 < len(tokens) and tokens[j + 2].text == "(")  # a method, not a field
+        ):
+            fields.append(tokens[j + 1].text)
+            j += 2
+        if not fields:
+            out.append(tok.text)
+            i += 1
+            continue
+        path = (tok.text, *fields)
+        is_has = (
+            i >= 2
+            and tokens[i - 1].text == "("
+            and tokens[i - 2].text == "has"
+            and (i < 3 or tokens[i - 3].text not in (".", ".?"))
+            and j < len(tokens)
+            and tokens[j].text == ")"
+        )
+        if is_has:  # `has ( path )` as a whole
+            del out[-2:]
+            name = name_of(path, True)
+            j += 1
+        else:
+            name = name_of(path, False)
+        used.append(name)
+        out.append(name)
+        i = j
+    return " ".join(out), used

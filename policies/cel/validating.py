@@ -12,11 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-import cel
-
 from controllers.selectors import label_selector_from_dict
-from policies.cel.matching import constraints_match
-from policies.cel.program import CelError, EvalError, Expression, activation, compile_variables
+from policies.cel.matching import constraints_match, possible_resources, resource_of
+from policies.cel.program import Activation, CelError, EvalError, Expression, activation, compile_variables
 from policies.types import Lookup, Obj, Outcome, Request, RuleResult, Status
 
 
@@ -32,7 +30,7 @@ class _Validation:
     message: str
     message_expression: Expression | None
 
-    def failure_message(self, context: cel.Context) -> str:
+    def failure_message(self, context: Activation) -> str:
         if self.message_expression is not None:
             try:
                 text = self.message_expression.evaluate(context)
@@ -71,7 +69,7 @@ class Validator:
             expression = Expression(val.get("expression", ""), f"{at}.expression", variables, controller)
             self.validations.append(_Validation(expression, str(val.get("message") or "").strip(), message_expression))
 
-    def run(self, context: cel.Context, fail_on_error: bool = True) -> Verdict:
+    def run(self, context: Activation, fail_on_error: bool = True) -> Verdict:
         for name, cond in self.conditions:
             try:
                 if not cond.check(context):
@@ -148,8 +146,16 @@ class Evaluation:
     actions: frozenset[str]
     fail_on_error: bool
     params: Params | None = None
+    # The resources the constraints can match at all (None: any), tested first: most
+    # requests concern a kind a given policy or autogen variant never looks at.
+    resources: frozenset[str] | None = field(init=False, default=None)
+
+    def __post_init__(self) -> None:
+        self.resources = possible_resources(self.constraints)
 
     def evaluate(self, request: Request, lookup: Lookup | None) -> Verdict | None:
+        if self.resources is not None and resource_of(request.kind) not in self.resources:
+            return None
         if not all(constraints_match(c, request, lookup) for c in self.constraints):
             return None
         context = activation(request, lookup)

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
+from functools import lru_cache
 from typing import Any
 
-from policies.kyverno.jmes import has_variables, substitute
+from policies.kyverno.jmes import compile_substitution, has_variables
 from policies.kyverno.pattern import ScalarPattern
-from policies.kyverno.values import go_sprint, parse_duration, quantity, wildcard_match
+from policies.kyverno.values import go_sprint, has_wildcard, parse_duration, quantity, wildcard_match
 
 _RANGE = re.compile(r"^\s*[+-]?\d+(?:\.\d+)?[A-Za-z]*\s*-\s*[+-]?\d+(?:\.\d+)?[A-Za-z]*\s*$")
 _SEMVER = re.compile(r"^v?(\d+)\.(\d+)\.(\d+)(?:-[0-9A-Za-z.-]+)?(?:\+[0-9A-Za-z.-]+)?$")
@@ -38,6 +38,10 @@ OPERATORS = frozenset(
         "DurationLessThanOrEquals",
     }
 )
+
+
+_SET_OPERATORS = frozenset({"In", "AnyIn", "AllIn", "NotIn", "AnyNotIn", "AllNotIn"})
+_EQUALITY_OPERATORS = frozenset({"Equals", "Equal", "NotEquals", "NotEqual"})
 
 
 class ConditionError(ValueError):
@@ -165,30 +169,57 @@ def _strings(value: Any) -> list[str] | None:
     return None
 
 
-def _in_one(key: str, values: list[str]) -> bool:
-    return any(wildcard_match(v, key) or wildcard_match(key, v) for v in values)
+class _Values:
+    """The value side of a set operator as strings. A value written in the policy (no
+    variables) is compiled once and, without wildcards, tested by a set lookup."""
+
+    __slots__ = ("items", "plain")
+
+    def __init__(self, items: list[str], indexed: bool = False) -> None:
+        self.items = items
+        self.plain = frozenset(items) if indexed and not any(has_wildcard(v) for v in items) else None
+
+    def has(self, key: str) -> bool:
+        """Whether the key matches a value, wildcards on either side (a pattern matches
+        itself, and without wildcards on either side matching is equality)."""
+        if self.plain is not None and not has_wildcard(key):
+            return key in self.plain
+        if key in self.items:
+            return True
+        if has_wildcard(key):
+            return any(wildcard_match(v, key) or wildcard_match(key, v) for v in self.items)
+        return any(has_wildcard(v) and wildcard_match(v, key) for v in self.items)
 
 
-def set_operator(op: str, key: Any, value: Any) -> bool:
-    """AnyIn / AllIn / AnyNotIn / AllNotIn (and the deprecated In / NotIn)."""
+@lru_cache(maxsize=1024)
+def _range_pattern(text: str) -> ScalarPattern:
+    return ScalarPattern(text)
+
+
+def set_operator(op: str, key: Any, value: Any, compiled: _Values | None = None) -> bool:
+    """AnyIn / AllIn / AnyNotIn / AllNotIn (and the deprecated In / NotIn); `compiled` is
+    the value already turned into strings (a list written in the policy)."""
     if isinstance(key, list):
         keys = [go_sprint(k) for k in key]
     elif isinstance(key, str | int | float) and not (isinstance(key, bool) and op in ("AllIn", "AllNotIn")):
         keys = [go_sprint(key)]
     else:
         return False
-    if isinstance(value, str) and _RANGE.match(value) and not (len(keys) == 1 and keys[0] == value):
-        in_range = ScalarPattern(value.strip())
-        hits = [in_range.matches(k) for k in keys]
-        return _combine(op, hits)
-    if isinstance(value, str) and len(keys) == 1 and keys[0] == value:
-        return op in ("In", "AnyIn", "AllIn")
-    values = _strings(value)
+    values = compiled
     if values is None:
-        return False
+        if isinstance(value, str) and _RANGE.match(value) and not (len(keys) == 1 and keys[0] == value):
+            in_range = _range_pattern(value.strip())
+            hits = [in_range.matches(k) for k in keys]
+            return _combine(op, hits)
+        if isinstance(value, str) and len(keys) == 1 and keys[0] == value:
+            return op in ("In", "AnyIn", "AllIn")
+        strings = _strings(value)
+        if strings is None:
+            return False
+        values = _Values(strings)
     if op == "In" and not isinstance(key, list):
-        return keys[0] in values or _in_one(keys[0], values)
-    return _combine(op, [_in_one(k, values) for k in keys])
+        return keys[0] in values.items or values.has(keys[0])
+    return _combine(op, [values.has(k) for k in keys])
 
 
 def _combine(op: str, hits: list[bool]) -> bool:
@@ -219,20 +250,47 @@ def evaluate(op: str, key: Any, value: Any) -> bool:
     return set_operator(op, key, value)
 
 
-@dataclass(frozen=True, slots=True)
 class Condition:
-    key: Any
-    operator: str
-    value: Any
-    message: str
-    dynamic: bool
+    """One `key operator value`; key and value are substituted leniently (an unresolved
+    variable reads as an empty string)."""
+
+    __slots__ = ("key", "operator", "value", "message", "dynamic", "_key", "_value", "_values", "_plain")
+
+    def __init__(self, key: Any, operator: str, value: Any, message: str) -> None:
+        self.key = key
+        self.operator = operator
+        self.value = value
+        self.message = message
+        self.dynamic = has_variables(key) or has_variables(value)
+        self._key = compile_substitution(key, lenient=True)
+        self._value = compile_substitution(value, lenient=True)
+        self._values: _Values | None = None  # a literal list for a set operator, compiled
+        if operator in _SET_OPERATORS and isinstance(value, list) and not has_variables(value):
+            self._values = _Values([go_sprint(v) for v in value], indexed=True)
+        # (Not)Equals a literal string that is no duration, quantity or wildcard: for a
+        # string key that is plain string equality.
+        self._plain: str | None = None
+        if (
+            operator in _EQUALITY_OPERATORS
+            and isinstance(value, str)
+            and not has_variables(value)
+            and not has_wildcard(value)
+            and parse_duration(value) is None
+            and quantity(value) is None
+        ):
+            self._plain = value
 
     def holds(self, ctx: dict[str, Any]) -> bool:
+        if self._plain is not None:
+            key = self._key(ctx)
+            if isinstance(key, str):
+                return (key == self._plain) == (self.operator in ("Equals", "Equal"))
+            return evaluate(self.operator, key, self.value)
+        if self._values is not None:
+            return set_operator(self.operator, self._key(ctx), self.value, self._values)
         if not self.dynamic:
             return evaluate(self.operator, self.key, self.value)
-        key = substitute(self.key, ctx, lenient=True)
-        value = substitute(self.value, ctx, lenient=True)
-        return evaluate(self.operator, key, value)
+        return evaluate(self.operator, self._key(ctx), self._value(ctx))
 
 
 def _compile_one(raw: Any, where: str) -> Condition:
@@ -242,31 +300,34 @@ def _compile_one(raw: Any, where: str) -> Condition:
     if op not in OPERATORS:
         raise ConditionError(f"{where}: unknown operator {op!r}")
     key, value = raw.get("key"), raw.get("value")
-    return Condition(key, op, value, str(raw.get("message", "")), has_variables(key) or has_variables(value))
+    return Condition(key, op, value, str(raw.get("message", "")))
 
 
 class Conditions:
     """`any` (at least one) and `all` (every one) groups; empty groups do not constrain."""
 
-    __slots__ = ("any", "all")
+    __slots__ = ("any", "all", "active")
 
     def __init__(self, raw: Any, where: str) -> None:
         self.any: list[Condition] = []
         self.all: list[Condition] = []
+        self.active = False  # any condition at all (read per request, so kept, not computed)
         if raw is None:
             return
         if isinstance(raw, list):
             self.all = [_compile_one(c, f"{where}[{i}]") for i, c in enumerate(raw)]
-            return
-        if not isinstance(raw, dict):
+        elif isinstance(raw, dict):
+            self.any = [_compile_one(c, f"{where}.any[{i}]") for i, c in enumerate(raw.get("any") or [])]
+            self.all = [_compile_one(c, f"{where}.all[{i}]") for i, c in enumerate(raw.get("all") or [])]
+        else:
             raise ConditionError(f"{where}: expected `any`/`all` or a list of conditions")
-        self.any = [_compile_one(c, f"{where}.any[{i}]") for i, c in enumerate(raw.get("any") or [])]
-        self.all = [_compile_one(c, f"{where}.all[{i}]") for i, c in enumerate(raw.get("all") or [])]
+        self.active = bool(self.any or self.all)
 
     def __bool__(self) -> bool:
-        return bool(self.any or self.all)
+        return self.active
 
     def holds(self, ctx: dict[str, Any]) -> bool:
-        if not all(cond.holds(ctx) for cond in self.all):
-            return False
+        for cond in self.all:
+            if not cond.holds(ctx):
+                return False
         return not self.any or any(cond.holds(ctx) for cond in self.any)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 import threading
+from functools import lru_cache
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -30,7 +31,15 @@ def pod_spec(resource: Obj) -> Obj | None:
 
 
 def parse_image(image: str) -> dict[str, str]:
-    """Registry, path, name, tag and digest of an image reference, Docker Hub defaults applied."""
+    """Registry, path, name, tag and digest of an image reference, Docker Hub defaults
+    applied (a new dict each time: callers may change it)."""
+    return dict(_parse_image(image))
+
+
+@lru_cache(maxsize=4096)
+def _parse_image(image: str) -> dict[str, str]:
+    """`parse_image`, once per image: every request's context lists its images, and a
+    cluster runs the same few again and again."""
     digest = ""
     m = _DIGEST.search(image)
     rest = image

@@ -465,17 +465,54 @@ def has_variables(value: Any) -> bool:
     return False
 
 
+class _Variable:
+    """One `{{ expr }}` of a template, its expression compiled when the template is."""
+
+    __slots__ = ("source", "expression", "evaluate", "error")
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.expression = source.strip()
+        self.evaluate: Evaluator | None = None
+        self.error = ""  # an invalid expression fails when resolved, as Kyverno reports it
+        if self.expression != "@":
+            try:
+                self.evaluate = compile_expression(self.expression)
+            except VariableError as err:
+                self.error = str(err)
+
+    def resolve(self, ctx: Any, lenient: bool) -> Any:
+        if self.evaluate is not None:
+            try:
+                value = self.evaluate(ctx)
+            except (jmespath.exceptions.JMESPathError, ValueError, TypeError, ArithmeticError, KeyError) as err:
+                if lenient:
+                    return ""
+                raise VariableError(f"failed to evaluate {self.expression!r}: {err}") from err
+        elif self.error:
+            if lenient:
+                return ""
+            raise VariableError(self.error)
+        else:  # `{{@}}`: the current element
+            value = ctx.get("@") if isinstance(ctx, dict) else None
+        if value is None:
+            if lenient:
+                return ""
+            raise VariableError(f"variable {{{{{self.source}}}}} could not be resolved")
+        return value
+
+
 @lru_cache(maxsize=8192)
-def _template(text: str) -> tuple[str | None, tuple[tuple[str, str], ...], str]:
-    """A `{{ }}` string split once: (the expression when the whole string is exactly one
-    variable, else None; (literal before, expression) pairs; the literal tail)."""
+def _template(text: str) -> tuple[_Variable | None, tuple[tuple[str, _Variable], ...], str]:
+    """A `{{ }}` string split once: (the variable when the whole string is exactly one,
+    else None; (literal before, variable) pairs; the literal tail)."""
     matches = list(VARIABLE.finditer(text))
     if len(matches) == 1 and matches[0].start() == 0 and matches[0].end() == len(text):
-        return matches[0].group(1), (), ""
-    parts: list[tuple[str, str]] = []
+        return _Variable(matches[0].group(1)), (), ""
+    parts: list[tuple[str, _Variable]] = []
     last = 0
     for m in matches:
-        parts.append((text[last : m.start()], m.group(1)))
+        parts.append((text[last : m.start()], _Variable(m.group(1))))
         last = m.end()
     return None, tuple(parts), text[last:]
 
@@ -489,33 +526,29 @@ def substitute_string(text: str, ctx: Any, *, lenient: bool = False) -> Any:
         return text
     whole, parts, tail = _template(text)
     if whole is not None:
-        return _resolve(whole, ctx, lenient)
+        return whole.resolve(ctx, lenient)
     if not parts:
         return text.replace("\\{{", "{{")
     out: list[str] = []
-    for literal, expression in parts:
+    for literal, variable in parts:
         out.append(literal)
-        out.append(to_json_text(_resolve(expression, ctx, lenient)))
+        out.append(to_json_text(variable.resolve(ctx, lenient)))
     out.append(tail)
     return "".join(out).replace("\\{{", "{{")
 
 
-def _resolve(expression: str, ctx: Any, lenient: bool) -> Any:
-    expr = expression.strip()
-    if expr == "@":
-        value = ctx.get("@") if isinstance(ctx, dict) else None
-    else:
-        try:
-            value = search(expr, ctx)
-        except VariableError:
-            if lenient:
-                return ""
-            raise
-    if value is None:
-        if lenient:
-            return ""
-        raise VariableError(f"variable {{{{{expression}}}}} could not be resolved")
-    return value
+def compile_substitution(value: Any, *, lenient: bool = False) -> Callable[[Any], Any]:
+    """`substitute(value, ctx, lenient=...)` as a function of the context, for values
+    substituted on every request (condition keys and values): a document without
+    variables is returned as is, a string that is one variable resolves it directly."""
+    if not has_variables(value):
+        return lambda _ctx: value
+    if isinstance(value, str):
+        whole, _, _ = _template(value)
+        if whole is not None:
+            resolve = whole.resolve
+            return lambda ctx: resolve(ctx, lenient)
+    return lambda ctx: substitute(value, ctx, lenient=lenient)
 
 
 def substitute(value: Any, ctx: Any, *, lenient: bool = False) -> Any:

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from numbers import Number
 from typing import Any
 
-from jmespath import visitor
+from jmespath import functions, visitor
 
 Evaluator = Callable[[Any], Any]
 Node = dict[str, Any]
@@ -262,4 +262,34 @@ class Compiler:
         name = node["value"]
         args = [self.compile(c) for c in node["children"]]
         call = self.functions.call_function
-        return lambda value: call(name, [a(value) for a in args])
+        checks = self._argument_types(name, len(args))
+        if checks is None:
+            return lambda value: call(name, [a(value) for a in args])
+        function, instance = self.functions.FUNCTION_TABLE[name]["function"], self.functions
+
+        def direct(value: Any) -> Any:
+            resolved = [a(value) for a in args]
+            for arg, allowed in zip(resolved, checks, strict=True):
+                if allowed is not None and type(arg).__name__ not in allowed:
+                    return call(name, resolved)  # raises the package's own type error
+            return function(instance, *resolved)
+
+        return direct
+
+    def _argument_types(self, name: str, count: int) -> list[frozenset[str] | None] | None:
+        """The Python type names each argument may have (None: any), when the call can
+        skip the package's generic validation: a known function, the right number of
+        arguments, no element-type constraints. Otherwise None (validated per call)."""
+        spec = self.functions.FUNCTION_TABLE.get(name)
+        if spec is None:
+            return None
+        signature = spec["signature"]
+        if len(signature) != count or any(arg.get("variadic") for arg in signature):
+            return None
+        checks: list[frozenset[str] | None] = []
+        for arg in signature:
+            types = arg["types"]
+            if any("-" in t for t in types):
+                return None
+            checks.append(frozenset(n for t in types for n in functions.REVERSE_TYPES_MAP[t]) if types else None)
+        return checks

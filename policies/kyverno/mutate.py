@@ -9,6 +9,7 @@ their merge key, other lists replaced, `null` deleting a field."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import jsonpatch
@@ -92,9 +93,9 @@ class _MapPatch:
                 nested = _MapPatch(value) if isinstance(value, dict) else _ListPatch(value)
                 self.entries.append(("anchored", key, value, nested))
             elif _has_add(value):
-                self.entries.append(("plain", key, value, None))
+                self.entries.append(("plain", key, _strip_add(value), None))
             else:
-                self.entries.append(("fixed", key, _strip_add(value, None), None))
+                self.entries.append(("fixed", key, _strip_add(value)(None), None))
 
     def resolve(self, resource: Any, _field: str = "") -> dict[str, Any]:
         """The patch for this resource; raises GlobalSkip / _CondFail when anchors say no.
@@ -114,7 +115,7 @@ class _MapPatch:
                 if resource is None or key not in resource:
                     out[key] = value
             elif how == "plain":
-                out[key] = _strip_add(value, resource.get(key) if resource is not None else None)
+                out[key] = value(resource.get(key) if resource is not None else None)
             else:
                 resolved = nested.resolve(resource.get(key) if resource is not None else None, key)
                 if resolved == [] and isinstance(value, list):
@@ -130,10 +131,12 @@ class _ListPatch:
 
     def __init__(self, patch: list[Any]) -> None:
         self.raw = patch
-        self.elements: list[tuple[Any, _MapPatch | None, bool]] = [
-            (elem, _MapPatch(elem), _has_global(elem)) if isinstance(elem, dict) and _has_anchor(elem) else (elem, None, False)
-            for elem in patch
-        ]
+        self.elements: list[tuple[Any, _MapPatch | None, bool]] = []
+        for elem in patch:
+            if isinstance(elem, dict) and _has_anchor(elem):
+                self.elements.append((elem, _MapPatch(elem), _has_global(elem)))
+            else:
+                self.elements.append((elem, None, False))
 
     def resolve(self, resource: Any, field: str) -> list[Any]:
         items = resource if isinstance(resource, list) else []
@@ -194,47 +197,28 @@ def _strip(value: Any) -> Any:
     return value
 
 
-def _strip_add(value: Any, current: Any) -> Any:
-    """Resolve `+(key)` below a plain key: keep only the fields the resource lacks."""
+def _strip_add(value: Any) -> Callable[[Any], Any]:
+    """Resolving `+(key)` below a plain key, compiled: given what the resource has there,
+    the value keeping only the added fields the resource lacks (anchors stripped)."""
     if isinstance(value, dict):
-        out: dict[str, Any] = {}
+        parts: list[tuple[str, bool, Any]] = []
         for raw_key, sub in value.items():
             anchor, key = parse_anchor(raw_key)
-            here = current.get(key) if isinstance(current, dict) else None
-            if anchor == "add":
-                if not (isinstance(current, dict) and key in current):
-                    out[key] = _strip(sub)
-            else:
-                out[key] = _strip_add(sub, here)
-        return out
-    if isinstance(value, list):
-        return [_strip(v) for v in value]
-    return value
+            parts.append((key, True, _strip(sub)) if anchor == "add" else (key, False, _strip_add(sub)))
 
+        def resolve(current: Any) -> dict[str, Any]:
+            have = current if isinstance(current, dict) else None
+            out: dict[str, Any] = {}
+            for key, add, part in parts:
+                if not add:
+                    out[key] = part(have.get(key) if have is not None else None)
+                elif have is None or key not in have:
+                    out[key] = part
+            return out
 
-def _resolve_list(patch: list[Any], resource: list[Any], field: str) -> list[Any]:
-    key = _merge_key(field, resource or patch)
-    out: list[Any] = []
-    for elem in patch:
-        if not (isinstance(elem, dict) and _has_anchor(elem)):
-            out.append(elem)
-            continue
-        matched = 0
-        for item in resource:
-            try:
-                resolved = _resolve_map(elem, item if isinstance(item, dict) else None)
-            except _CondFail:
-                continue
-            except GlobalSkip:
-                continue
-            matched += 1
-            if key and isinstance(item, dict) and key in item:
-                resolved = {key: item[key], **resolved}
-                if len(resolved) > 1:
-                    out.append(resolved)
-        if matched == 0 and _has_global(elem):
-            raise GlobalSkip(f"no element of {field or 'the list'} matches the global anchor")
-    return out
+        return resolve
+    fixed = [_strip(v) for v in value] if isinstance(value, list) else value
+    return lambda _current: fixed
 
 
 def merge(resource: Any, patch: Any, field: str = "") -> Any:

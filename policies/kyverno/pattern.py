@@ -22,7 +22,14 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from policies.kyverno.values import has_wildcard, number_string, parse_duration, quantity, wildcard_match
+from policies.kyverno.values import (
+    has_wildcard,
+    number_string,
+    parse_duration,
+    quantity,
+    wildcard_match,
+    wildcard_regex,
+)
 
 # Outcome kinds of a pattern mismatch. Conditional and global anchor misses skip the rule.
 FAIL = "fail"
@@ -89,6 +96,12 @@ class _Term:
         self.quantity = quantity(operand)
         self.wild = has_wildcard(operand)
 
+    def tester(self) -> Callable[[Any], bool]:
+        """`test`, or a faster equivalent for an operand that is only ever a string."""
+        if self.duration is None and self.quantity is None and self.op in ("==", "!"):
+            return _string_test(self.operand, self.op == "==")
+        return self.test
+
     def test(self, value: Any) -> bool:
         # Kyverno tries a duration, then a quantity, then a string comparison.
         if self.duration is not None:
@@ -108,6 +121,25 @@ class _Term:
             return False
         matched = wildcard_match(self.operand, text) if self.wild else text == self.operand
         return matched if self.op == "==" else not matched
+
+
+def _string_test(operand: str, equal: bool) -> Callable[[Any], bool]:
+    """`_Term.test` for an operand that is neither a duration nor a quantity (most are:
+    "?*", "!*:latest", "container_t"): only the string comparison remains."""
+    if has_wildcard(operand):
+        full = wildcard_regex(operand).fullmatch
+
+        def wild(value: Any) -> bool:
+            text = value if isinstance(value, str) else _string_of(value)
+            return text is not None and (full(text) is not None) == equal
+
+        return wild
+
+    def plain(value: Any) -> bool:
+        text = value if isinstance(value, str) else _string_of(value)
+        return text is not None and (text == operand) == equal
+
+    return plain
 
 
 def _string_of(value: Any) -> str | None:
@@ -148,7 +180,7 @@ def _compile_term(text: str) -> Callable[[Any], bool]:
                 op = candidate
                 break
     operand = text[len(op) :].strip() if op != "==" else text
-    return _Term(op, operand).test
+    return _Term(op, operand).tester()
 
 
 class ScalarPattern:
@@ -162,9 +194,15 @@ class ScalarPattern:
         if isinstance(raw, str):
             for alt in raw.split("|"):
                 self._alternatives.append([_compile_term(part.strip(" ")) for part in alt.strip(" ").split("&")])
-        # Most patterns are one term ("?*", ">=1", "!*:latest"): tested without the loops.
+        # Most patterns are one term ("?*", ">=1", "!*:latest") or alternatives of single
+        # terms ("RuntimeDefault | Localhost"): tested without the nested loops.
         alternatives = self._alternatives
-        self._single = alternatives[0][0] if len(alternatives) == 1 and len(alternatives[0]) == 1 else None
+        self._single: Callable[[Any], bool] | None = None
+        if len(alternatives) == 1 and len(alternatives[0]) == 1:
+            self._single = alternatives[0][0]
+        elif alternatives and all(len(terms) == 1 for terms in alternatives):
+            singles = tuple(terms[0] for terms in alternatives)
+            self._single = lambda value: any(term(value) for term in singles)
 
     def matches(self, value: Any) -> bool:
         raw = self.raw
@@ -233,16 +271,17 @@ def _nil_matches(value: Any) -> bool:
 
 
 class Node:
-    """A compiled pattern element; `check` returns None when the resource matches."""
+    """A compiled pattern element; `check` returns None when the resource matches.
 
-    __slots__ = ()
+    `fast` is `check` without building paths and messages, as a closure made once:
+    it returns OK, MISS (fail) or SKIP (the Mismatch would skip). Most resources match,
+    so `check` runs only after a miss, to say why."""
+
+    __slots__ = ("fast",)
+
+    fast: Callable[[Any], int]
 
     def check(self, resource: Any, path: str) -> Mismatch | None:
-        raise NotImplementedError
-
-    def fast(self, resource: Any) -> int:
-        """`check` without building paths and messages: OK, MISS (fail) or SKIP (the
-        Mismatch would skip). Most resources match, so `check` runs only on a miss."""
         raise NotImplementedError
 
 
@@ -257,6 +296,17 @@ class LeafNode(Node):
 
     def __init__(self, raw: Any) -> None:
         self.scalar = ScalarPattern(raw)
+        matches = self.scalar.matches
+
+        def fast(resource: Any) -> int:
+            if isinstance(resource, list):
+                for item in resource:
+                    if not matches(item):
+                        return MISS
+                return OK
+            return OK if matches(resource) else MISS
+
+        self.fast = fast
 
     def check(self, resource: Any, path: str) -> Mismatch | None:
         if isinstance(resource, list):
@@ -267,15 +317,6 @@ class LeafNode(Node):
         if not self.scalar.matches(resource):
             return Mismatch(FAIL, path, f"resource value '{_show(resource)}' does not match '{self.scalar.raw}'")
         return None
-
-    def fast(self, resource: Any) -> int:
-        matches = self.scalar.matches
-        if isinstance(resource, list):
-            for item in resource:
-                if not matches(item):
-                    return MISS
-            return OK
-        return OK if matches(resource) else MISS
 
 
 def _show(value: Any) -> str:
@@ -316,6 +357,7 @@ class MapNode(Node):
                 scalars.append(entry)
         first.sort(key=lambda e: 0 if e.anchor in ("cond", "global") else 1)
         self.entries = first + nested + scalars
+        self.fast = _map_fast(self.entries)
 
     def check(self, resource: Any, path: str) -> Mismatch | None:
         if not isinstance(resource, dict):
@@ -333,24 +375,124 @@ class MapNode(Node):
                 return miss
         return None
 
-    def fast(self, resource: Any) -> int:
-        if not isinstance(resource, dict):
-            return MISS
-        for entry in self.entries:
-            if entry.wild:
-                for key in [k for k in resource if wildcard_match(entry.key, k)] or [entry.key]:
-                    result = _fast_entry(entry, key, resource)
-                    if result:
-                        return result
-                continue
-            result = _fast_entry(entry, entry.key, resource)
-            if result:
-                return result
-        return OK
+
+def _map_fast(entries: list[_Entry]) -> Callable[[Any], int]:
+    """A mapping's `fast` as one generated function: each entry's lookup and anchor test,
+    scalar values' tests and nested mappings whose code passes through unchanged,
+    written out in order (a pattern is walked for every request, and calls per entry,
+    value and level dominated the walk). Lists and conditional mappings call their own
+    `fast`; wildcard keys and existence anchors `_entry_code`."""
+    gen = _Codegen()
+    gen.map_body(entries, "r0", 1)
+    gen.lines.append(f"    return {OK}")
+    source = "\n".join(["def fast(r0):", *gen.lines])
+    exec(compile(source, "<pattern>", "exec"), gen.env)  # noqa: S102 - code built from parsed keys
+    fast: Callable[[Any], int] = gen.env["fast"]
+    return fast
 
 
-def _fast_entry(entry: _Entry, key: str, resource: dict[str, Any]) -> int:
-    """`_check_entry` as an OK/MISS/SKIP code."""
+class _Codegen:
+    """Lines of a generated `fast`; values it calls are named constants in `env`."""
+
+    # Nested mappings are inlined down to this indentation, then called.
+    MAX_DEPTH = 40
+
+    def __init__(self) -> None:
+        self.env: dict[str, Any] = {}
+        self.lines: list[str] = []
+        self.variables = 0
+
+    def const(self, value: Any) -> str:
+        name = f"_c{len(self.env)}"
+        self.env[name] = value
+        return name
+
+    def map_body(self, entries: list[_Entry], r: str, depth: int) -> None:
+        """Return from the function when the mapping in variable `r` does not match."""
+        pad = "    " * depth
+        self.lines += [f"{pad}if not isinstance({r}, dict):", f"{pad}    return {MISS}"]
+        for entry in entries:
+            key, anchor, node = repr(entry.key), entry.anchor, entry.node
+            if entry.wild or anchor == "existence":
+                self.lines += [
+                    f"{pad}x = {self.const(_entry_generic(entry))}({r})",
+                    f"{pad}if x:",
+                    f"{pad}    return x",
+                ]
+            elif anchor in ("", "add"):
+                if entry.raw == "*":
+                    self.lines += [f"{pad}if {r}.get({key}) is None:", f"{pad}    return {MISS}"]
+                else:
+                    self.value(node, f"{r}.get({key})", None, depth)
+            elif anchor == "equality":
+                self.lines.append(f"{pad}if {key} in {r}:")
+                self.value(node, f"{r}[{key}]", None, depth + 1)
+            elif anchor == "negation":
+                self.lines += [f"{pad}if {key} in {r}:", f"{pad}    return {MISS}"]
+            elif anchor == "cond":
+                self.lines += [f"{pad}if {key} not in {r}:", f"{pad}    return {SKIP}"]
+                self.value(node, f"{r}[{key}]", SKIP, depth)
+            else:  # global
+                self.lines.append(f"{pad}if {key} in {r}:")
+                self.value(node, f"{r}[{key}]", SKIP, depth + 1)
+
+    def value(self, node: Node, value: str, fail: int | None, depth: int) -> None:
+        """Test the value expression `value` against `node`: a mismatch returns `fail`,
+        or the node's own code when `fail` is None."""
+        pad = "    " * depth
+        if isinstance(node, MapNode) and fail is None and depth < self.MAX_DEPTH:
+            self.variables += 1
+            r = f"r{self.variables}"
+            self.lines.append(f"{pad}{r} = {value}")
+            self.map_body(node.entries, r, depth)
+            return
+        code = "x" if fail is None else str(fail)
+        if not isinstance(node, LeafNode):
+            self.lines += [f"{pad}x = {self.const(node.fast)}({value})", f"{pad}if x:", f"{pad}    return {code}"]
+            return
+        scalar = node.scalar
+        code = str(MISS) if fail is None else code
+        if isinstance(scalar.raw, str) and scalar._single is not None:
+            raw, single = repr(scalar.raw), self.const(scalar._single)
+
+            def test(v: str) -> str:
+                return f"({v} == {raw} or {single}({v}))"
+
+        else:
+            matches = self.const(scalar.matches)
+
+            def test(v: str) -> str:
+                return f"{matches}({v})"
+
+        self.lines += [
+            f"{pad}x = {value}",
+            f"{pad}if isinstance(x, list):",
+            f"{pad}    for y in x:",
+            f"{pad}        if not {test('y')}:",
+            f"{pad}            return {code}",
+            f"{pad}elif not {test('x')}:",
+            f"{pad}    return {code}",
+        ]
+
+
+def _entry_generic(entry: _Entry) -> Callable[[dict[str, Any]], int]:
+    """An entry with a wildcard key (each matching key is tested) or an existence anchor."""
+    key = entry.key
+    if entry.wild:
+
+        def each_key(resource: dict[str, Any]) -> int:
+            for k in [k for k in resource if wildcard_match(key, k)] or [key]:
+                result = _entry_code(entry, k, resource)
+                if result:
+                    return result
+            return OK
+
+        return each_key
+    return lambda resource: _entry_code(entry, key, resource)
+
+
+def _entry_code(entry: _Entry, key: str, resource: dict[str, Any]) -> int:
+    """`_check_entry` as an OK/MISS/SKIP code, for any anchor."""
     anchor = entry.anchor
     if anchor == "" or anchor == "add":
         if entry.raw == "*":
@@ -423,6 +565,7 @@ class ListNode(Node):
 
     def __init__(self, pattern: list[Any]) -> None:
         self.items = [compile_node(item) for item in pattern]
+        self.fast = _list_fast(self.items)
 
     def check(self, resource: Any, path: str) -> Mismatch | None:
         if not self.items:
@@ -449,18 +592,23 @@ class ListNode(Node):
             return skipped
         return None
 
-    def fast(self, resource: Any) -> int:
-        if not self.items or not isinstance(resource, list):
-            return MISS
-        first = self.items[0]
-        if isinstance(first, MapNode):
-            return _each_element_fast(first, resource)
-        if isinstance(first, LeafNode):
-            return first.fast(resource)
-        if len(resource) < len(self.items):
+
+def _list_fast(items: list[Node]) -> Callable[[Any], int]:
+    if not items:
+        return lambda _resource: MISS
+    first = items[0]
+    if isinstance(first, LeafNode):
+        leaf = first.fast
+        return lambda resource: leaf(resource) if isinstance(resource, list) else MISS
+    if isinstance(first, MapNode):
+        element = first.fast
+        return lambda resource: _each_element_fast(element, resource) if isinstance(resource, list) else MISS
+
+    def positional(resource: Any) -> int:
+        if not isinstance(resource, list) or len(resource) < len(items):
             return MISS
         applied, skipped = 0, False
-        for i, node in enumerate(self.items):
+        for i, node in enumerate(items):
             result = node.fast(resource[i])
             if result == MISS:
                 return MISS
@@ -470,11 +618,13 @@ class ListNode(Node):
                 applied += 1
         return SKIP if applied == 0 and skipped else OK
 
+    return positional
 
-def _each_element_fast(node: Node, resource: list[Any]) -> int:
+
+def _each_element_fast(element: Callable[[Any], int], resource: list[Any]) -> int:
     applied, skipped = 0, False
     for item in resource:
-        result = node.fast(item)
+        result = element(item)
         if result == MISS:
             return MISS
         if result == SKIP:

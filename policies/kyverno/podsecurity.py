@@ -9,7 +9,7 @@ fields of matching containers."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -62,11 +62,17 @@ class Violation:
     image: str | None  # None for pod-level fields
 
 
-def _containers(spec: Obj) -> Iterator[tuple[str, Obj]]:
+Container = tuple[str, Obj, Obj]  # path, container, its securityContext
+
+
+def _containers(spec: Obj) -> list[Container]:
+    """Every container of the pod spec, listed once per check run rather than per check."""
+    out = []
     for field in ("initContainers", "containers", "ephemeralContainers"):
         for i, c in enumerate(spec.get(field) or []):
             if isinstance(c, dict):
-                yield f"spec.{field}[{i}]", c
+                out.append((f"spec.{field}[{i}]", c, _sc(c)))
+    return out
 
 
 def _sc(obj: Obj) -> Obj:
@@ -78,154 +84,154 @@ def _image(c: Obj) -> str:
     return str(c.get("image", ""))
 
 
-def _host_process(meta: Obj, spec: Obj) -> Iterator[Violation]:
+def _host_process(meta: Obj, spec: Obj, containers: list[Container], out: list[Violation]) -> None:
     if (_sc(spec).get("windowsOptions") or {}).get("hostProcess") is True:
-        yield Violation("HostProcess", "spec.securityContext.windowsOptions.hostProcess", None)
-    for path, c in _containers(spec):
-        if (_sc(c).get("windowsOptions") or {}).get("hostProcess") is True:
-            yield Violation("HostProcess", f"{path}.securityContext.windowsOptions.hostProcess", _image(c))
+        out.append(Violation("HostProcess", "spec.securityContext.windowsOptions.hostProcess", None))
+    for path, c, sc in containers:
+        if (sc.get("windowsOptions") or {}).get("hostProcess") is True:
+            out.append(Violation("HostProcess", f"{path}.securityContext.windowsOptions.hostProcess", _image(c)))
 
 
-def _host_namespaces(meta: Obj, spec: Obj) -> Iterator[Violation]:
+def _host_namespaces(meta: Obj, spec: Obj, containers: list[Container], out: list[Violation]) -> None:
     for field in ("hostNetwork", "hostPID", "hostIPC"):
         if spec.get(field) is True:
-            yield Violation("Host Namespaces", f"spec.{field}", None)
+            out.append(Violation("Host Namespaces", f"spec.{field}", None))
 
 
-def _privileged(meta: Obj, spec: Obj) -> Iterator[Violation]:
-    for path, c in _containers(spec):
-        if _sc(c).get("privileged") is True:
-            yield Violation("Privileged Containers", f"{path}.securityContext.privileged", _image(c))
+def _privileged(meta: Obj, spec: Obj, containers: list[Container], out: list[Violation]) -> None:
+    for path, c, sc in containers:
+        if sc.get("privileged") is True:
+            out.append(Violation("Privileged Containers", f"{path}.securityContext.privileged", _image(c)))
 
 
-def _capabilities_baseline(meta: Obj, spec: Obj) -> Iterator[Violation]:
-    for path, c in _containers(spec):
-        for cap in (_sc(c).get("capabilities") or {}).get("add") or []:
+def _capabilities_baseline(meta: Obj, spec: Obj, containers: list[Container], out: list[Violation]) -> None:
+    for path, c, sc in containers:
+        for cap in (sc.get("capabilities") or {}).get("add") or []:
             if cap not in _BASELINE_CAPS:
-                yield Violation("Capabilities", f"{path}.securityContext.capabilities.add", _image(c))
+                out.append(Violation("Capabilities", f"{path}.securityContext.capabilities.add", _image(c)))
                 break
 
 
-def _host_path(meta: Obj, spec: Obj) -> Iterator[Violation]:
+def _host_path(meta: Obj, spec: Obj, containers: list[Container], out: list[Violation]) -> None:
     for i, v in enumerate(spec.get("volumes") or []):
         if isinstance(v, dict) and v.get("hostPath") is not None:
-            yield Violation("HostPath Volumes", f"spec.volumes[{i}].hostPath", None)
+            out.append(Violation("HostPath Volumes", f"spec.volumes[{i}].hostPath", None))
 
 
-def _host_ports(meta: Obj, spec: Obj) -> Iterator[Violation]:
-    for path, c in _containers(spec):
+def _host_ports(meta: Obj, spec: Obj, containers: list[Container], out: list[Violation]) -> None:
+    for path, c, _ in containers:
         for j, port in enumerate(c.get("ports") or []):
             if isinstance(port, dict) and port.get("hostPort") not in (None, 0):
-                yield Violation("Host Ports", f"{path}.ports[{j}].hostPort", _image(c))
+                out.append(Violation("Host Ports", f"{path}.ports[{j}].hostPort", _image(c)))
 
 
-def _app_armor(meta: Obj, spec: Obj) -> Iterator[Violation]:
+def _app_armor(meta: Obj, spec: Obj, containers: list[Container], out: list[Violation]) -> None:
     for key, value in (meta.get("annotations") or {}).items():
         if key.startswith(_APPARMOR_PREFIX) and not (value == "runtime/default" or str(value).startswith("localhost/")):
-            yield Violation("AppArmor", f"metadata.annotations[{key}]", None)
+            out.append(Violation("AppArmor", f"metadata.annotations[{key}]", None))
     profile = _sc(spec).get("appArmorProfile") or {}
     if profile.get("type") not in (None, "RuntimeDefault", "Localhost"):
-        yield Violation("AppArmor", "spec.securityContext.appArmorProfile.type", None)
-    for path, c in _containers(spec):
-        profile = _sc(c).get("appArmorProfile") or {}
+        out.append(Violation("AppArmor", "spec.securityContext.appArmorProfile.type", None))
+    for path, c, sc in containers:
+        profile = sc.get("appArmorProfile") or {}
         if profile.get("type") not in (None, "RuntimeDefault", "Localhost"):
-            yield Violation("AppArmor", f"{path}.securityContext.appArmorProfile.type", _image(c))
+            out.append(Violation("AppArmor", f"{path}.securityContext.appArmorProfile.type", _image(c)))
 
 
-def _selinux(meta: Obj, spec: Obj) -> Iterator[Violation]:
+def _selinux(meta: Obj, spec: Obj, containers: list[Container], out: list[Violation]) -> None:
     def bad(opts: Any) -> bool:
         if not isinstance(opts, dict):
             return False
         return str(opts.get("type") or "") not in _SELINUX_TYPES or bool(opts.get("user")) or bool(opts.get("role"))
 
     if bad(_sc(spec).get("seLinuxOptions")):
-        yield Violation("SELinux", "spec.securityContext.seLinuxOptions", None)
-    for path, c in _containers(spec):
-        if bad(_sc(c).get("seLinuxOptions")):
-            yield Violation("SELinux", f"{path}.securityContext.seLinuxOptions", _image(c))
+        out.append(Violation("SELinux", "spec.securityContext.seLinuxOptions", None))
+    for path, c, sc in containers:
+        if bad(sc.get("seLinuxOptions")):
+            out.append(Violation("SELinux", f"{path}.securityContext.seLinuxOptions", _image(c)))
 
 
-def _proc_mount(meta: Obj, spec: Obj) -> Iterator[Violation]:
-    for path, c in _containers(spec):
-        if _sc(c).get("procMount") not in (None, "Default"):
-            yield Violation("/proc Mount Type", f"{path}.securityContext.procMount", _image(c))
+def _proc_mount(meta: Obj, spec: Obj, containers: list[Container], out: list[Violation]) -> None:
+    for path, c, sc in containers:
+        if sc.get("procMount") not in (None, "Default"):
+            out.append(Violation("/proc Mount Type", f"{path}.securityContext.procMount", _image(c)))
 
 
-def _seccomp_baseline(meta: Obj, spec: Obj) -> Iterator[Violation]:
+def _seccomp_baseline(meta: Obj, spec: Obj, containers: list[Container], out: list[Violation]) -> None:
     if (_sc(spec).get("seccompProfile") or {}).get("type") == "Unconfined":
-        yield Violation("Seccomp", "spec.securityContext.seccompProfile.type", None)
-    for path, c in _containers(spec):
-        if (_sc(c).get("seccompProfile") or {}).get("type") == "Unconfined":
-            yield Violation("Seccomp", f"{path}.securityContext.seccompProfile.type", _image(c))
+        out.append(Violation("Seccomp", "spec.securityContext.seccompProfile.type", None))
+    for path, c, sc in containers:
+        if (sc.get("seccompProfile") or {}).get("type") == "Unconfined":
+            out.append(Violation("Seccomp", f"{path}.securityContext.seccompProfile.type", _image(c)))
 
 
-def _sysctls(meta: Obj, spec: Obj) -> Iterator[Violation]:
+def _sysctls(meta: Obj, spec: Obj, containers: list[Container], out: list[Violation]) -> None:
     for i, s in enumerate(_sc(spec).get("sysctls") or []):
         if isinstance(s, dict) and s.get("name") not in _SAFE_SYSCTLS:
-            yield Violation("Sysctls", f"spec.securityContext.sysctls[{i}].name", None)
+            out.append(Violation("Sysctls", f"spec.securityContext.sysctls[{i}].name", None))
 
 
-def _volume_types(meta: Obj, spec: Obj) -> Iterator[Violation]:
+def _volume_types(meta: Obj, spec: Obj, containers: list[Container], out: list[Violation]) -> None:
     for i, v in enumerate(spec.get("volumes") or []):
         if isinstance(v, dict) and any(k not in _RESTRICTED_VOLUMES and k != "name" for k in v):
-            yield Violation("Volume Types", f"spec.volumes[{i}]", None)
+            out.append(Violation("Volume Types", f"spec.volumes[{i}]", None))
 
 
 def _windows(spec: Obj) -> bool:
     return ((spec.get("os") or {}).get("name")) == "windows"
 
 
-def _privilege_escalation(meta: Obj, spec: Obj) -> Iterator[Violation]:
+def _privilege_escalation(meta: Obj, spec: Obj, containers: list[Container], out: list[Violation]) -> None:
     if _windows(spec):
         return
-    for path, c in _containers(spec):
-        if _sc(c).get("allowPrivilegeEscalation") is not False:
-            yield Violation("Privilege Escalation", f"{path}.securityContext.allowPrivilegeEscalation", _image(c))
+    for path, c, sc in containers:
+        if sc.get("allowPrivilegeEscalation") is not False:
+            out.append(Violation("Privilege Escalation", f"{path}.securityContext.allowPrivilegeEscalation", _image(c)))
 
 
-def _run_as_non_root(meta: Obj, spec: Obj) -> Iterator[Violation]:
+def _run_as_non_root(meta: Obj, spec: Obj, containers: list[Container], out: list[Violation]) -> None:
     pod_level = _sc(spec).get("runAsNonRoot")
     if pod_level is False:
-        yield Violation("Running as Non-root", "spec.securityContext.runAsNonRoot", None)
-    for path, c in _containers(spec):
-        value = _sc(c).get("runAsNonRoot")
+        out.append(Violation("Running as Non-root", "spec.securityContext.runAsNonRoot", None))
+    for path, c, sc in containers:
+        value = sc.get("runAsNonRoot")
         if value is False or (value is None and pod_level is not True):
-            yield Violation("Running as Non-root", f"{path}.securityContext.runAsNonRoot", _image(c))
+            out.append(Violation("Running as Non-root", f"{path}.securityContext.runAsNonRoot", _image(c)))
 
 
-def _run_as_user(meta: Obj, spec: Obj) -> Iterator[Violation]:
+def _run_as_user(meta: Obj, spec: Obj, containers: list[Container], out: list[Violation]) -> None:
     if _sc(spec).get("runAsUser") == 0:
-        yield Violation("Running as Non-root user", "spec.securityContext.runAsUser", None)
-    for path, c in _containers(spec):
-        if _sc(c).get("runAsUser") == 0:
-            yield Violation("Running as Non-root user", f"{path}.securityContext.runAsUser", _image(c))
+        out.append(Violation("Running as Non-root user", "spec.securityContext.runAsUser", None))
+    for path, c, sc in containers:
+        if sc.get("runAsUser") == 0:
+            out.append(Violation("Running as Non-root user", f"{path}.securityContext.runAsUser", _image(c)))
 
 
-def _seccomp_restricted(meta: Obj, spec: Obj) -> Iterator[Violation]:
+def _seccomp_restricted(meta: Obj, spec: Obj, containers: list[Container], out: list[Violation]) -> None:
     if _windows(spec):
         return
     allowed = ("RuntimeDefault", "Localhost")
     pod_type = (_sc(spec).get("seccompProfile") or {}).get("type")
     if pod_type is not None and pod_type not in allowed:
-        yield Violation("Seccomp", "spec.securityContext.seccompProfile.type", None)
-    for path, c in _containers(spec):
-        ctype = (_sc(c).get("seccompProfile") or {}).get("type")
+        out.append(Violation("Seccomp", "spec.securityContext.seccompProfile.type", None))
+    for path, c, sc in containers:
+        ctype = (sc.get("seccompProfile") or {}).get("type")
         if (ctype is not None and ctype not in allowed) or (ctype is None and pod_type not in allowed):
-            yield Violation("Seccomp", f"{path}.securityContext.seccompProfile.type", _image(c))
+            out.append(Violation("Seccomp", f"{path}.securityContext.seccompProfile.type", _image(c)))
 
 
-def _capabilities_restricted(meta: Obj, spec: Obj) -> Iterator[Violation]:
+def _capabilities_restricted(meta: Obj, spec: Obj, containers: list[Container], out: list[Violation]) -> None:
     if _windows(spec):
         return
-    for path, c in _containers(spec):
-        caps = _sc(c).get("capabilities") or {}
+    for path, c, sc in containers:
+        caps = sc.get("capabilities") or {}
         drops = [str(d) for d in caps.get("drop") or []]
         adds = [str(a) for a in caps.get("add") or []]
         if "ALL" not in drops or any(a != "NET_BIND_SERVICE" for a in adds):
-            yield Violation("Capabilities", f"{path}.securityContext.capabilities", _image(c))
+            out.append(Violation("Capabilities", f"{path}.securityContext.capabilities", _image(c)))
 
 
-Check = Callable[[Obj, Obj], Iterator[Violation]]
+Check = Callable[[Obj, Obj, list[Container], list[Violation]], None]  # appends what it finds
 BASELINE: tuple[Check, ...] = (
     _host_process,
     _host_namespaces,
@@ -274,7 +280,10 @@ class PodSecurity:
                 return True
         return False
 
-    def violations(self, resource: Obj) -> list[Violation]:
+    def violations(self, resource: Obj, found_by: dict[Check, list[Violation]] | None = None) -> list[Violation]:
+        """What the resource violates, exclusions applied. `found_by` keeps each check's
+        findings for this resource: the rules of one request share it, so a control the
+        baseline and restricted rules both check is checked once."""
         spec = pod_spec(resource)
         if spec is None:
             return []
@@ -287,7 +296,19 @@ class PodSecurity:
             ).get("metadata") or {}
         else:
             meta = ((resource.get("spec") or {}).get("template") or {}).get("metadata") or {}
-        return [v for check in self.checks for v in check(meta, spec) if not self._waived(v)]
+        if found_by is None:
+            found_by = {}
+        containers: list[Container] | None = None
+        found: list[Violation] = []
+        for check in self.checks:
+            known = found_by.get(check)
+            if known is None:
+                if containers is None:
+                    containers = _containers(spec)
+                known = found_by[check] = []
+                check(meta, spec, containers, known)
+            found.extend(known)
+        return [v for v in found if not self._waived(v)] if self.exclusions else found
 
     def message(self, violations: list[Violation]) -> str:
         controls: dict[str, list[str]] = {}

@@ -17,7 +17,7 @@ from policies.kyverno.conditions import ConditionError, Conditions
 from policies.kyverno.context import group_version, load_context_entries, request_context
 from policies.kyverno.jmes import VariableError
 from policies.kyverno.match import Block, LabelSelector, MatchError
-from policies.kyverno.mutate import GlobalSkip, copy_json
+from policies.kyverno.mutate import GlobalSkip
 from policies.kyverno.rules import (
     CelValidator,
     Generator,
@@ -49,6 +49,13 @@ class _Override:
 
 def _enforce(action: Any) -> bool:
     return str(action or "Audit").lower() == "enforce"
+
+
+def _with_failure_action(entry: Any, default: str) -> Obj:
+    """The verifyImages entry with `failureAction` set: its own, else the policy's."""
+    if not isinstance(entry, dict):
+        return {"failureAction": default}
+    return entry if entry.get("failureAction") else {**entry, "failureAction": default}
 
 
 def _overrides(raw: Any, where: str) -> list[_Override]:
@@ -83,6 +90,7 @@ class Rule:
     cel_preconditions: CelValidator | None = None
     needs_context: bool = True
     match_static: bool = False  # match/exclude depend only on kind, version, subresource, operation
+    fixed_enforce: bool | None = None  # Enforce/Audit when no override can change it per request
 
     def kind_fits(self, kind: str) -> bool:
         return "*" in self.kinds or kind in self.kinds
@@ -129,7 +137,12 @@ class KyvernoPolicy:
         self._any_kind = [r for r in self.rules if "*" in r.kinds]
         for kind in {k for r in self.rules for k in r.kinds if k != "*"}:
             self._by_kind[kind] = [r for r in self.rules if r.kind_fits(kind)]
+        for rule in self.rules:
+            if not (rule.overrides or self.overrides):
+                rule.fixed_enforce = rule.enforce if rule.enforce is not None else self.enforce
         self._plans: dict[tuple[str, str, str, str, str], tuple[list[Rule], list[Rule] | None]] = {}
+        # The kinds any rule can match (None: any kind), for PolicySet to skip this policy.
+        self.kinds: frozenset[str] | None = None if self._any_kind else frozenset(self._by_kind)
         self.has_mutate = any(r.mutator for r in self.rules)
         self.has_validate = any(r.validator or r.generator or r.verify_images for r in self.rules)
 
@@ -182,14 +195,13 @@ class KyvernoPolicy:
 
     # ------------------------------------------------------------ evaluation
 
-    def _candidates(self, req: Request) -> list[Rule]:
+    def _candidates(self, req: Request, facts: _Facts) -> list[Rule]:
         """The rules whose match/exclude fit the request, in order. What kinds, versions
         and operations decide is worked out once per combination and cached; only rules
         that look at names, labels or the user are matched per request."""
         if self.namespace and req.namespace != self.namespace:
             return []
-        facts = _facts.get(req)
-        key = (facts.kind, facts.group, facts.version, req.subresource, req.operation)
+        key = facts.plan_key
         plan = self._plans.get(key)
         if plan is None:
             plan = self._plan(req, facts)
@@ -219,26 +231,34 @@ class KyvernoPolicy:
                 return o.enforce
         return rule.enforce if rule.enforce is not None else self.enforce
 
-    def _result(self, rule: Rule, req: Request, verdict: Verdict) -> RuleResult:
+    def _result(self, rule: Rule, req: Request, verdict: Verdict, facts: _Facts) -> RuleResult:
+        enforce = rule.fixed_enforce
         return RuleResult(
-            policy=self.name,
-            rule=rule.name,
-            status=verdict.status,
-            message=verdict.message,
-            resource=_facts.get(req).name,
-            enforce=self._enforced(rule, req),
-            policy_kind=self.kind,
-            namespace=self.namespace,
+            self.name,
+            rule.name,
+            verdict.status,
+            verdict.message,
+            facts.name,
+            self._enforced(rule, req) if enforce is None else enforce,
+            self.kind,
+            self.namespace,
         )
 
     def _context(self, rule: Rule, req: Request, lookup: Lookup | None, obj: Obj | None = None) -> dict[str, Any]:
+        """The rule's variables. Without context entries, test values or a mutated object
+        to add, every rule shares the request's document (rules only read it; foreach
+        copies it before adding `element`)."""
+        if obj is None and not self.preset and not rule.context:
+            return request_context(req)
         ctx = dict(request_context(req))
         if obj is not None and req.operation != "DELETE":
             ctx["request"] = {**ctx["request"], "object": obj}
-        preset = self.preset.get(rule.name) or self.preset.get("*") or {}
+        preset = (self.preset.get(rule.name) or self.preset.get("*") or {}) if self.preset else {}
         for key, value in preset.items():
             _set(ctx, key, value)
-        load_context_entries(rule.context, ctx, lookup, frozenset(k.split(".")[0] for k in preset), f"rule {rule.name}")
+        if rule.context:
+            names = frozenset(k.split(".")[0] for k in preset)
+            load_context_entries(rule.context, ctx, lookup, names, f"rule {rule.name}")
         return ctx
 
     def _prepare(self, rule: Rule, req: Request, lookup: Lookup | None, obj: Obj | None = None) -> Any:
@@ -247,7 +267,7 @@ class KyvernoPolicy:
             ctx = self._context(rule, req, lookup, obj)
         except VariableError as err:
             return Verdict("error", f"failed to load context: {err}")
-        if rule.preconditions and not rule.preconditions.holds(ctx):
+        if rule.preconditions.active and not rule.preconditions.holds(ctx):
             return Verdict("skip", "preconditions not met")
         return ctx
 
@@ -259,22 +279,23 @@ class KyvernoPolicy:
         outcome = Outcome()
         if not self.has_validate:
             return outcome
-        rules = self._candidates(request)
+        facts = _facts.get(request)
+        results = outcome.results
         resource = request.resource
-        for rule in rules:
+        for rule in self._candidates(request, facts):
             if rule.mutator is not None:
                 continue
-            if self._cel_skip(rule, request, lookup):
-                outcome.results.append(self._result(rule, request, Verdict("skip", "celPreconditions not met")))
+            if rule.cel_preconditions is not None and self._cel_skip(rule, request, lookup):
+                results.append(self._result(rule, request, Verdict("skip", "celPreconditions not met"), facts))
                 continue
             if rule.verify_images is not None:
-                outcome.results.extend(self._verify_images(rule, request, lookup, verifier, outcome))
+                results.extend(self._verify_images(rule, request, lookup, verifier, outcome))
                 continue
             ctx: Any = None
             if rule.needs_context:
                 ctx = self._prepare(rule, request, lookup)
                 if isinstance(ctx, Verdict):
-                    outcome.results.append(self._result(rule, request, ctx))
+                    results.append(self._result(rule, request, ctx, facts))
                     continue
             if rule.generator is not None:
                 try:
@@ -282,73 +303,90 @@ class KyvernoPolicy:
                     verdict = Verdict("pass", "generated")
                 except VariableError as err:
                     verdict = Verdict("error", str(err))
-                outcome.results.append(self._result(rule, request, verdict))
+                results.append(self._result(rule, request, verdict, facts))
                 continue
-            assert rule.validator is not None  # noqa: S101 - every remaining rule validates
-            if isinstance(rule.validator, CelValidator):
-                verdict = rule.validator.run(request, lookup)
+            validator = rule.validator
+            assert validator is not None  # noqa: S101 - every remaining rule validates
+            if isinstance(validator, CelValidator):
+                verdict = validator.run(request, lookup)
+            elif ctx is not None:
+                verdict = validator.check(resource, _constant(ctx))
             else:
-                verdict = rule.validator.check(resource, _factory(ctx, self, rule, request, lookup))
-            outcome.results.append(self._result(rule, request, verdict))
+                verdict = validator.check(resource, _factory(self, rule, request, lookup, facts))
+            results.append(self._result(rule, request, verdict, facts))
         return outcome
 
     def _verify_images(
         self, rule: Rule, request: Request, lookup: Lookup | None, verifier: Any, outcome: Outcome
     ) -> list[RuleResult]:
+        """An entry's own `failureAction` decides whether its failures block (Kyverno 1.13+,
+        where it wins over the deprecated policy-level action); entries without one follow
+        the policy's action, namespace overrides included (Audit unless set)."""
+        fixed = rule.fixed_enforce
+        default = "Enforce" if (self._enforced(rule, request) if fixed is None else fixed) else "Audit"
+        entries = [_with_failure_action(e, default) for e in rule.verify_images or []]
         if verifier is None:
-            return [self._result(rule, request, Verdict("error", "image verification needs a configured verifier"))]
+            verdict = Verdict("error", "image verification needs a configured verifier")
+            result = self._result(rule, request, verdict, _facts.get(request))
+            result.enforce = any(_enforce(e["failureAction"]) for e in entries)
+            return [result]
         from policies.images.kyverno import verify_images_rule  # the images helper's part, loaded on use
 
-        results, patched = verify_images_rule(self.name, rule.name, rule.verify_images or [], request, verifier)
+        results, patched = verify_images_rule(self.name, rule.name, entries, request, verifier)
         if patched is not None:
             outcome.patched = patched
-        for r in results:
-            r.enforce = self._enforced(rule, request) if r.enforce else r.enforce
         return results
 
     def mutate(self, request: Request, lookup: Lookup | None = None) -> Outcome:
+        """Mutate rules in order. Patches never modify the request's object: `patched` is
+        a new document that shares the sub-trees no rule touched with it (no deep copy
+        per admission; callers that modify `patched` in place copy it first)."""
         outcome = Outcome()
         if not self.has_mutate or request.object is None:
             return outcome
-        rules = self._candidates(request)
+        facts = _facts.get(request)
+        rules = self._candidates(request, facts)
         current: Obj = request.object
         for rule in rules:
             if rule.mutator is None:
                 continue
             if self._cel_skip(rule, request, lookup):
-                outcome.results.append(self._result(rule, request, Verdict("skip", "celPreconditions not met")))
+                outcome.results.append(self._result(rule, request, Verdict("skip", "celPreconditions not met"), facts))
                 continue
             ctx = self._prepare(rule, request, lookup, current)
             if isinstance(ctx, Verdict):
-                outcome.results.append(self._result(rule, request, ctx))
+                outcome.results.append(self._result(rule, request, ctx, facts))
                 continue
             try:
                 patched = rule.mutator.apply(current, ctx)
             except GlobalSkip as err:
-                outcome.results.append(self._result(rule, request, Verdict("skip", str(err))))
+                outcome.results.append(self._result(rule, request, Verdict("skip", str(err)), facts))
                 continue
             except (VariableError, ValueError, KeyError, IndexError) as err:
-                outcome.results.append(self._result(rule, request, Verdict("error", f"mutation failed: {err}")))
+                outcome.results.append(self._result(rule, request, Verdict("error", f"mutation failed: {err}"), facts))
                 continue
             if patched == current:
-                outcome.results.append(self._result(rule, request, Verdict("skip", "no patches applied")))
+                outcome.results.append(self._result(rule, request, Verdict("skip", "no patches applied"), facts))
                 continue
             current = patched
-            outcome.results.append(self._result(rule, request, Verdict("pass", "mutated")))
+            outcome.results.append(self._result(rule, request, Verdict("pass", "mutated"), facts))
         if current is not request.object:
-            outcome.patched = copy_json(current)
+            outcome.patched = current
         return outcome
 
 
 class _Facts:
     """What every rule of every policy derives from the same request, derived once."""
 
-    __slots__ = ("kind", "group", "version", "name")
+    __slots__ = ("kind", "group", "version", "name", "plan_key", "context")
 
     def __init__(self, req: Request) -> None:
         self.kind = req.kind
         self.group, self.version = group_version(str(req.resource.get("apiVersion", "")))
         self.name = resource_name(req)
+        # What decides which rules match when they look at nothing else (KyvernoPolicy._plans)
+        self.plan_key = (self.kind, self.group, self.version, req.subresource, req.operation)
+        self.context: Callable[[], dict[str, Any]] = lambda: request_context(req)
 
 
 class _LastFacts(threading.local):
@@ -377,13 +415,21 @@ def resource_name(req: Request) -> str:
     return f"{kind}/{ns}/{meta.get('name', '')}" if ns else f"{kind}/{meta.get('name', '')}"
 
 
-def _factory(ctx: Any, policy: KyvernoPolicy, rule: Rule, req: Request, lookup: Lookup | None) -> Callable[[], Any]:
+def _constant(ctx: dict[str, Any]) -> Callable[[], Any]:
+    return lambda: ctx
+
+
+def _factory(
+    policy: KyvernoPolicy, rule: Rule, req: Request, lookup: Lookup | None, facts: _Facts
+) -> Callable[[], Any]:
     """A lazily built context: pattern rules without variables never build one."""
-    cache: list[Any] = [ctx]
+    if not rule.context and not policy.preset:
+        return facts.context  # the request's shared document (see `_context`)
+    cache: list[Any] = []
 
     def get() -> Any:
-        if cache[0] is None:
-            cache[0] = policy._context(rule, req, lookup)
+        if not cache:
+            cache.append(policy._context(rule, req, lookup))
         return cache[0]
 
     return get

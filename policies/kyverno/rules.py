@@ -7,6 +7,7 @@ with a variable context that is only built when the body needs one."""
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -14,6 +15,7 @@ from typing import Any
 import yaml
 
 from policies.kyverno.conditions import Conditions
+from policies.kyverno.context import load_context_entries
 from policies.kyverno.jmes import VariableError, has_variables, search, substitute, substitute_string
 from policies.kyverno.mutate import GlobalSkip, Patch, json6902, strategic_merge
 from policies.kyverno.pattern import Mismatch, compile_node, match_pattern
@@ -67,6 +69,7 @@ class PatternValidator(Validator):
         self.rule = rule
         self.message = message
         self.uses_context = self.dynamic
+        self.passed = Verdict("pass", f"validation rule '{rule}' passed.")  # never modified: shared
 
     def mismatch(self, resource: Any, ctx: CtxFactory) -> Mismatch | None:
         node = self.node
@@ -80,7 +83,7 @@ class PatternValidator(Validator):
         except VariableError as err:
             return Verdict("error", f"variable substitution failed: {err}")
         if miss is None:
-            return Verdict("pass", f"validation rule '{self.rule}' passed.")
+            return self.passed
         if miss.skips:
             return Verdict("skip", f"rule {self.rule} skipped: {miss.detail}")
         msg = _message(self.message, ctx)
@@ -121,11 +124,11 @@ class DenyValidator(Validator):
         self.conditions = Conditions(deny.get("conditions"), f"{where}.deny.conditions")
         self.rule = rule
         self.message = message
+        self.passed = Verdict("pass", f"validation rule '{rule}' passed.")  # never modified: shared
 
     def check(self, resource: Any, ctx: CtxFactory) -> Verdict:
-        c = ctx()
-        if self.conditions and not self.conditions.holds(c):
-            return Verdict("pass", f"validation rule '{self.rule}' passed.")
+        if self.conditions.active and not self.conditions.holds(ctx()):
+            return self.passed
         msg = _message(self.message, ctx) or f"the request is denied by rule {self.rule}"
         return Verdict("fail", f"validation error: {msg}. rule {self.rule} failed")
 
@@ -137,12 +140,36 @@ class PodSecurityValidator(Validator):
         except ValueError as err:
             raise RuleError(str(err)) from err
         self.rule = rule
+        self.passed = Verdict("pass", f"validation rule '{rule}' passed.")
 
     def check(self, resource: Any, ctx: CtxFactory) -> Verdict:
-        violations = self.pss.violations(resource)
+        violations = self.pss.violations(resource, _findings(ctx(), resource))
         if not violations:
-            return Verdict("pass", f"validation rule '{self.rule}' passed.")
+            return self.passed
         return Verdict("fail", self.pss.message(violations))
+
+
+class _Findings(threading.local):
+    """Pod security findings of the resource being admitted (per thread). They are kept
+    for as long as rules see the same context document, which is one per request: a
+    context built afresh (test values, context entries) or a new request starts over."""
+
+    owner: tuple[Any, Any] = (None, None)
+    found: dict[Any, Any]
+
+    def __init__(self) -> None:
+        self.found = {}
+
+
+_findings_slot = _Findings()
+
+
+def _findings(ctx: Ctx, resource: Any) -> dict[Any, Any]:
+    slot = _findings_slot
+    owner = slot.owner
+    if owner[0] is not ctx or owner[1] is not resource:
+        slot.owner, slot.found = (ctx, resource), {}
+    return slot.found
 
 
 class CelValidator(Validator):
@@ -176,6 +203,7 @@ class ForeachValidator(Validator):
     def __init__(self, entries: list[Obj], rule: str, message: str, where: str, depth: int = 0) -> None:
         self.rule = rule
         self.depth = depth
+        self.passed = Verdict("pass", f"validation rule '{rule}' passed.")
         self.entries: list[tuple[str, Conditions, list[Obj], Validator, bool]] = []
         for i, entry in enumerate(entries):
             at = f"{where}.foreach[{i}]"
@@ -196,10 +224,9 @@ class ForeachValidator(Validator):
             )
 
     def check(self, resource: Any, ctx: CtxFactory) -> Verdict:
-        from policies.kyverno.context import load_context_entries
-
         base = ctx()
         applied = 0
+        element_key, index_key = f"element{self.depth}", f"elementIndex{self.depth}"
         for expr, pre, context, nested, element_scope in self.entries:
             try:
                 items = (
@@ -209,20 +236,25 @@ class ForeachValidator(Validator):
                 continue
             if not isinstance(items, list):
                 continue
+            local = dict(base)
+            get_local = _constant(local)
             for index, element in enumerate(items):
-                local = dict(base)
+                if context:  # entries may add names: each element starts from the base
+                    local = dict(base)
+                    get_local = _constant(local)
                 local["element"] = element
                 local["elementIndex"] = index
-                local[f"element{self.depth}"] = element
-                local[f"elementIndex{self.depth}"] = index
-                try:
-                    load_context_entries(context, local, None, frozenset(), f"rule {self.rule}")
-                except VariableError as err:
-                    return Verdict("error", str(err))
-                if pre and not pre.holds(local):
+                local[element_key] = element
+                local[index_key] = index
+                if context:
+                    try:
+                        load_context_entries(context, local, None, frozenset(), f"rule {self.rule}")
+                    except VariableError as err:
+                        return Verdict("error", str(err))
+                if pre.active and not pre.holds(local):
                     continue
                 target = element if element_scope else resource
-                verdict = nested.check(target, lambda local=local: local)  # type: ignore[misc]
+                verdict = nested.check(target, get_local)
                 if verdict.status == "skip":
                     continue
                 if verdict.status != "pass":
@@ -234,7 +266,11 @@ class ForeachValidator(Validator):
                 applied += 1
         if applied == 0:
             return Verdict("skip", f"rule {self.rule} skipped: no foreach element applies")
-        return Verdict("pass", f"validation rule '{self.rule}' passed.")
+        return self.passed
+
+
+def _constant(ctx: Ctx) -> CtxFactory:
+    return lambda: ctx
 
 
 def _validator(body: Obj, rule: str, message: str, where: str, depth: int, policy: str) -> Validator | None:
@@ -315,8 +351,6 @@ class Mutator:
     def _foreach(
         self, resource: Obj, ctx: Ctx, expr: str, pre: Conditions, context: list[Obj], nested: Mutator, desc: bool
     ) -> Obj:
-        from policies.kyverno.context import load_context_entries
-
         base = dict(ctx)
         base["request"] = {**ctx["request"], "object": resource}
         try:
@@ -337,7 +371,7 @@ class Mutator:
             local[f"element{self.depth}"] = element
             local[f"elementIndex{self.depth}"] = index
             load_context_entries(context, local, None, frozenset(), f"rule {self.rule}")
-            if pre and not pre.holds(local):
+            if pre.active and not pre.holds(local):
                 continue
             try:
                 out = nested.apply(out, local)

@@ -5,11 +5,14 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+import orjson
 import pytest
 
+from controllers.apiserver import PATCH_APPLY, APIServer, WriteOptions
 from controllers.apply import server_side_apply, update_managed_fields
 from controllers.errors import BadRequest, Conflict
 from controllers.schema import type_for
+from controllers.store import MemoryStore
 
 DEPLOYMENT = type_for("apps/v1", "Deployment")
 SERVICE = type_for("v1", "Service")
@@ -282,3 +285,40 @@ def test_apply_rejects_managed_fields_and_a_missing_manager() -> None:
         apply(None, cfg)
     with pytest.raises(BadRequest, match="fieldManager"):
         apply(None, deployment(), manager="")
+
+
+def test_an_apply_that_creates_is_one_write_with_the_appliers_fields() -> None:
+    """An apply that creates stores the object once: one new revision, one ADDED event
+    and no MODIFIED, so a controller writing the new object at once cannot make the
+    apply fail; the object is defaulted and owned by the applier alone."""
+    server = APIServer(MemoryStore())
+    server.create(server.resource("", "v1", "namespaces"), "", {"metadata": {"name": "shop"}})
+    rt = server.resource("apps", "v1", "deployments")
+    watch = server.watch(rt, "shop", str(server.store.revision))
+    before = server.store.revision
+
+    out = server.patch(rt, "shop", "web", PATCH_APPLY, deployment(), WriteOptions(field_manager="kubectl"))
+
+    assert server.store.revision == before + 1
+    assert out["metadata"]["resourceVersion"] == str(before + 1)
+    assert out["spec"]["strategy"]["rollingUpdate"] == {"maxSurge": "25%", "maxUnavailable": "25%"}
+    assert [(m["manager"], m["operation"]) for m in out["metadata"]["managedFields"]] == [("kubectl", "Apply")]
+    assert "f:strategy" not in out["metadata"]["managedFields"][0]["fieldsV1"]["f:spec"]  # defaults are not owned
+    events = []
+    while (event := watch.next(timeout=0.2)) is not None:
+        events.append((event[0], orjson.loads(event[1])["metadata"]["resourceVersion"]))
+    watch.stop()
+    assert events == [("ADDED", str(before + 1))]
+    assert server.get(rt, "shop", "web") == out
+
+    # A dry-run apply that would create answers the same object and writes nothing.
+    dry = server.patch(
+        rt,
+        "shop",
+        "dry",
+        PATCH_APPLY,
+        {**deployment(), "metadata": {"name": "dry"}},
+        WriteOptions(field_manager="kubectl", dry_run=True),
+    )
+    assert [(m["manager"], m["operation"]) for m in dry["metadata"]["managedFields"]] == [("kubectl", "Apply")]
+    assert server.store.revision == before + 1

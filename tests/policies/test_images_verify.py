@@ -12,6 +12,7 @@ import pytest
 from policies.images import ImageVerifier
 from policies.images.cip import ImagePolicyError, compile_cluster_image_policy
 from policies.images.kyverno import verify_images_rule
+from policies.kyverno.policy import compile_policy
 from policies.types import Outcome, Request
 from tests.policies.images_registry import (
     REGISTRY_BIN,
@@ -249,6 +250,26 @@ def test_attestor_count_required_and_audit(registry: Registry, key: CosignKey, v
     audit = key_rule(registry, stranger, failureAction="Audit")
     results, _ = run(audit, pod(image), verifier)
     assert [(r.status, r.enforce) for r in results] == [("fail", False)] and Outcome(results=results).allowed
+
+
+def test_entry_failure_action_wins_over_the_policy_default(registry: Registry, key: CosignKey, verifier: ImageVerifier):
+    """Regression: an entry's `failureAction: Enforce` blocks even though the policy sets no
+    (deprecated) spec.validationFailureAction; entries without one follow the policy's."""
+    image = f"{registry.host}/shop/never-signed:v1"
+    registry.push_image("shop/never-signed", "v1", b"never signed")
+
+    def outcome(entry: dict[str, Any], **spec: Any) -> Outcome:
+        rule = {"name": "verify", "match": {"any": [{"resources": {"kinds": ["Pod"]}}]}, "verifyImages": [entry]}
+        doc = {"apiVersion": "kyverno.io/v1", "kind": "ClusterPolicy", "metadata": {"name": "signed"}}
+        policy = compile_policy({**doc, "spec": {"rules": [rule], **spec}})
+        return policy.validate(Request("CREATE", pod(image)), verifier=verifier)
+
+    enforced = outcome(key_rule(registry, key.public_pem, failureAction="Enforce")[0])
+    assert [r.status for r in enforced.results] == ["fail"] and not enforced.allowed
+    assert "shop/never-signed" in enforced.results[0].message
+    assert outcome(key_rule(registry, key.public_pem)[0]).allowed  # no action anywhere: Audit
+    overrides = [{"action": "Enforce", "namespaces": ["shop"]}]
+    assert not outcome(key_rule(registry, key.public_pem)[0], validationFailureActionOverrides=overrides).allowed
 
 
 def test_image_references_select_images_in_every_workload_shape(

@@ -74,6 +74,7 @@ function appPage(container) {
   // One fetch at a time; a change during a fetch makes one more fetch after it.
   let running = false;
   let again = false;
+  let shown = null; // the last fragment put in the page: unchanged ones are not re-rendered
   const reload = async () => {
     if (running) { again = true; return; }
     running = true;
@@ -81,7 +82,8 @@ function appPage(container) {
       do {
         again = false;
         const resp = await fetch(container.dataset.fragment, { credentials: "same-origin" });
-        if (resp.ok) container.innerHTML = await resp.text();
+        const html = resp.ok ? await resp.text() : null;
+        if (html !== null && html !== shown) { container.innerHTML = html; shown = html; }
       } while (again);
     } finally {
       running = false;

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from selenium import webdriver
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
@@ -58,7 +59,9 @@ def shot(driver: WebDriver, tmp_path: Path, name: str) -> None:
 
 
 def wait(driver: WebDriver, cond: Callable[[WebDriver], Any], what: str, timeout: float = 90) -> Any:
-    return WebDriverWait(driver, timeout, poll_frequency=0.2).until(cond, f"{what} not seen in {timeout}s")
+    """Until `cond` holds; the live updates replace page parts, so stale elements mean "again"."""
+    waiter = WebDriverWait(driver, timeout, poll_frequency=0.2, ignored_exceptions=[StaleElementReferenceException])
+    return waiter.until(cond, f"{what} not seen in {timeout}s")
 
 
 def text_of(driver: WebDriver, css: str) -> str:
@@ -107,18 +110,20 @@ def test_dashboard_in_chromium(dash: Dash, browser: WebDriver, tmp_path: Path) -
 
     # The app page shows the tree down to the pods, with phase and restarts.
     browser.find_element(By.LINK_TEXT, "shop").click()
-    pods = 'tr[data-kind="Pod"]'
 
-    def running_pods(d: WebDriver) -> list[Any] | None:
-        rows = d.find_elements(By.CSS_SELECTOR, pods)
-        phases = [r.find_element(By.CSS_SELECTOR, ".pod-phase").text for r in rows]
-        return rows if len(rows) == 2 and phases == ["Running", "Running"] else None
+    def running_pods(d: WebDriver) -> list[list[str]] | None:
+        """(phase, restarts) of every pod row, read in one go (live updates replace rows)."""
+        cells: list[list[str]] = d.execute_script(
+            "return [...document.querySelectorAll('tr[data-kind=Pod]')]"
+            ".map(r => [r.querySelector('.pod-phase').textContent, r.querySelector('.restarts').textContent])"
+        )
+        return cells if [phase for phase, _ in cells] == ["Running", "Running"] else None
 
     try:
         rows = wait(browser, running_pods, "two running pods")
     finally:
         shot(browser, tmp_path, "03-app-tree")
-    assert all(r.find_element(By.CSS_SELECTOR, ".restarts").text == "0" for r in rows)
+    assert rows == [["Running", "0"], ["Running", "0"]]
     assert browser.find_elements(By.CSS_SELECTOR, 'tr[data-kind="ReplicaSet"]')
     assert browser.find_elements(By.CSS_SELECTOR, 'tr[data-kind="Service"]')
 
