@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import copy
 import datetime as dt
 import ipaddress
 import secrets
@@ -511,7 +510,7 @@ class APIServer:
         subresource: str = "",
     ) -> dict[str, Any]:
         opts = opts or WriteOptions()
-        obj = copy.deepcopy(obj)
+        obj = _clone(obj)
         self._check_type(rt, obj)
         meta = obj.setdefault("metadata", {})
         if meta.get("name") and meta["name"] != name:
@@ -622,11 +621,11 @@ class APIServer:
         if subresource == "status":
             if not rt.has_status:
                 raise errors.NotFound(f"the server could not find the requested resource ({rt.plural}/status)")
-            new = copy.deepcopy(old)
+            # The old object but its status (not copied: it is replaced), in its key order.
+            rest = _clone({k: v for k, v in old.items() if k != "status"})
+            new = {k: obj["status"] if k == "status" else rest[k] for k in old if k != "status" or "status" in obj}
             if "status" in obj:
                 new["status"] = obj["status"]
-            else:
-                new.pop("status", None)
             return new
         if subresource:
             raise errors.NotFound(f"the server could not find the requested resource ({rt.plural}/{subresource})")
@@ -672,7 +671,9 @@ class APIServer:
             if rec is None:
                 raise errors.not_found(rt.plural, rt.group, name)
             old = orjson.loads(rec.raw)
-            new = self._patched(rt, old, patch_type, body)
+            # A JSON patch shares what it leaves unchanged with its input, and the write
+            # changes `new` in place: it patches a copy of its own (merge patches copy).
+            new = self._patched(rt, orjson.loads(rec.raw) if patch_type == PATCH_JSON else old, patch_type, body)
             pinned = new.get("metadata", {}).get("resourceVersion")
             if pinned and pinned != str(rec.rv):
                 raise errors.conflict(rt.plural, rt.group, name)
@@ -708,7 +709,7 @@ class APIServer:
             raise errors.BadRequest("apply patch must be a YAML or JSON object")
         if not opts.field_manager:
             raise errors.BadRequest("PATCH, application/apply-patch+yaml requires fieldManager to be set")
-        body = copy.deepcopy(body)
+        body = _clone(body)
         self._check_type(rt, body)
         meta = body.setdefault("metadata", {})
         if meta.get("name") and meta["name"] != name:

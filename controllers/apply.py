@@ -20,7 +20,7 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -54,14 +54,66 @@ _SERVER_META = ("uid", "resourceVersion", "creationTimestamp", "generation", "se
 _BEFORE_FIRST_APPLY = "before-first-apply"
 
 
-@dataclass
 class _Manager:
-    manager: str
-    operation: str
-    api_version: str
-    subresource: str
-    time: str
-    fields: set[Path] = field(default_factory=set)
+    """One managedFields entry. An entry read from a stored object keeps its FieldsV1:
+    it is decoded only when a write may touch what it owns, and written back as it was
+    while its fields stay the same (most writes touch one or two managers)."""
+
+    def __init__(
+        self,
+        manager: str,
+        operation: str,
+        api_version: str,
+        subresource: str,
+        time: str,
+        fields: set[Path] | None = None,
+        stored: Any = None,
+    ) -> None:
+        self.manager = manager
+        self.operation = operation
+        self.api_version = api_version
+        self.subresource = subresource
+        self.time = time
+        self._stored = stored  # FieldsV1 as stored: the encoding of the fields as decoded
+        self._decoded = -1  # how many fields it decoded to; fields only shrink after that
+        self._fields = fields if fields is not None or stored is not None else set()
+
+    @property
+    def fields(self) -> set[Path]:
+        if self._fields is None:
+            self._fields = _decode_fields(self._stored, ())
+            self._decoded = len(self._fields)
+        return self._fields
+
+    @fields.setter
+    def fields(self, value: set[Path]) -> None:
+        self._fields = value
+
+    def may_own(self, paths: set[Path]) -> bool:
+        """False when none of `paths` can be this manager's (without decoding it)."""
+        if not paths:
+            return False
+        if self._fields is not None:
+            return True
+        return isinstance(self._stored, dict) and not {path[0] for path in paths}.isdisjoint(self._stored)
+
+    def unchanged(self) -> bool:
+        """Whether the fields are still those of the stored FieldsV1 (so it can be reused)."""
+        return self._stored is not None and (self._fields is None or len(self._fields) == self._decoded)
+
+    def keep_encoding_of(self, other: _Manager) -> None:
+        """Reuse `other`'s stored FieldsV1, known to encode exactly these fields."""
+        self._stored, self._decoded = other._stored, len(self.fields)
+
+    def fields_v1(self) -> dict[str, Any]:
+        if self.unchanged():
+            return dict(self._stored)
+        return _encode_fields(self.fields)
+
+    def empty(self) -> bool:
+        if self._fields is None:
+            return not isinstance(self._stored, dict) or not any(key != "." for key in self._stored)
+        return not self._fields
 
     @property
     def identity(self) -> _Identity:
@@ -126,28 +178,36 @@ def server_side_apply(
     merged = _apply_merge(_without_managed_fields(live) if live is not None else {}, config, node)
 
     if previous is not None:
-        claimed = set(me.fields)
+        dropped = previous.fields - me.fields
         for other in managers.values():
-            if other.identity != me.identity:
-                claimed |= other.fields
-        for path in sorted(previous.fields - claimed, key=len):
+            if other.identity != me.identity and other.may_own(dropped):
+                dropped -= other.fields
+        for path in sorted(dropped, key=len):
             _remove(merged, path, node)
 
-    added, modified, removed = _changes(live or {}, merged, node, scope)
+    if live is None:  # a create: nobody else owns anything, nothing to compare
+        managers[me.identity] = me
+        _store_managers(merged, managers)
+        return merged
+    added, modified, removed = _changes(live, merged, node, scope)
     changed = added | modified
     conflicts = {
         other.identity: other.fields & changed
         for other in managers.values()
-        if other.identity != me.identity and other.fields & changed
+        if other.identity != me.identity and other.may_own(changed) and other.fields & changed
     }
     if conflicts and not force:
         raise _conflict_error([(managers[k], paths) for k, paths in conflicts.items()])
     for identity, lost in conflicts.items():
         managers[identity].fields -= lost
     for other in managers.values():
-        other.fields -= removed
-    if previous is not None and previous.fields == me.fields and not changed and not removed:
-        me.time = previous.time
+        if other.may_own(removed):
+            other.fields -= removed
+    if previous is not None and previous.fields == me.fields:
+        if previous.unchanged():
+            me.keep_encoding_of(previous)
+        if not changed and not removed:
+            me.time = previous.time
     managers[me.identity] = me
     _store_managers(merged, managers)
     return merged
@@ -177,18 +237,27 @@ def update_managed_fields(
     incoming = meta.pop("managedFields", None) if isinstance(meta, dict) else None
     if incoming == [{}]:
         return new
-    managers = _decode_entries(incoming) if incoming else _decode_managers(old)
+    managers = _decode_entries(incoming, stored=False) if incoming else _decode_managers(old)
     if node is None:
         node = type_for(str(new.get("apiVersion", "")), str(new.get("kind", "")))
     added, modified, removed = _changes(old or {}, new, node, _Scope(subresource, status_subresource))
     changed = added | modified
+    writer = _Manager(manager, operation, api_version or str(new.get("apiVersion", "")), subresource, now)
+    previous = managers.get(writer.identity)
+    # A writer that changes only fields it already owns keeps its FieldsV1 as it is.
+    same_fields = (
+        previous is not None
+        and previous.unchanged()
+        and changed <= previous.fields
+        and previous.fields.isdisjoint(removed)
+    )
     for other in managers.values():
-        other.fields -= changed | removed
+        if other.may_own(changed | removed):
+            other.fields -= changed | removed
     if changed:
-        version = api_version or str(new.get("apiVersion", ""))
-        writer = _Manager(manager, operation, version, subresource, now)
-        previous = managers.get(writer.identity)
         writer.fields = (previous.fields if previous is not None else set()) | changed
+        if same_fields and previous is not None:
+            writer.keep_encoding_of(previous)
         managers[writer.identity] = writer
     _store_managers(new, managers)
     return new
@@ -491,24 +560,31 @@ def _find_item(items: list[Any], kind: str, body: str, info: ListInfo | None) ->
 def _decode_managers(obj: Mapping[str, Any] | None) -> dict[_Identity, _Manager]:
     meta = obj.get("metadata") if obj is not None else None
     entries = meta.get("managedFields") if isinstance(meta, Mapping) else None
-    return _decode_entries(entries) if isinstance(entries, list) else {}
+    return _decode_entries(entries, stored=True) if isinstance(entries, list) else {}
 
 
-def _decode_entries(entries: list[Any]) -> dict[_Identity, _Manager]:
+def _decode_entries(entries: list[Any], stored: bool) -> dict[_Identity, _Manager]:
+    """Entries to managers. `stored` entries were written by `_store_managers`, so
+    their FieldsV1 is canonical and decoded only when needed; others (sent by a client)
+    are decoded now, which canonicalizes them."""
     managers: dict[_Identity, _Manager] = {}
     for entry in entries:
         if not isinstance(entry, Mapping):
             continue
+        trie = entry.get("fieldsV1")
         m = _Manager(
             str(entry.get("manager", "")),
             str(entry.get("operation", "")),
             str(entry.get("apiVersion", "")),
             str(entry.get("subresource", "")),
             str(entry.get("time", "")),
-            _decode_fields(entry.get("fieldsV1"), ()),
+            None if stored and isinstance(trie, dict) else _decode_fields(trie, ()),
+            trie if stored and isinstance(trie, dict) else None,
         )
         if m.identity in managers:
-            managers[m.identity].fields |= m.fields
+            merged = managers[m.identity]
+            merged.fields = merged.fields | m.fields  # a new set: no longer the stored one
+            merged._stored = None
         else:
             managers[m.identity] = m
     return managers
@@ -517,7 +593,7 @@ def _decode_entries(entries: list[Any]) -> dict[_Identity, _Manager]:
 def _decode_fields(trie: Any, prefix: Path) -> set[Path]:
     """FieldsV1 (`{"f:spec": {"f:replicas": {}}}`, `.` for a member with children) to paths."""
     paths: set[Path] = set()
-    if not isinstance(trie, Mapping):
+    if not isinstance(trie, (dict, Mapping)):
         return paths
     for key, sub in trie.items():
         if key == ".":
@@ -525,7 +601,7 @@ def _decode_fields(trie: Any, prefix: Path) -> set[Path]:
                 paths.add(prefix)
             continue
         path = prefix + (_canonical_element(key),)
-        if isinstance(sub, Mapping) and sub:
+        if isinstance(sub, (dict, Mapping)) and sub:
             paths |= _decode_fields(sub, path)
         else:
             paths.add(path)
@@ -573,13 +649,13 @@ def _store_managers(obj: dict[str, Any], managers: dict[_Identity, _Manager]) ->
     """Write managers back as managedFields, sorted as the API server sorts them."""
     entries = []
     for m in managers.values():
-        if not m.fields:
+        if m.empty():
             continue
         entry: dict[str, Any] = {"manager": m.manager, "operation": m.operation, "apiVersion": m.api_version}
         if m.time:
             entry["time"] = m.time
         entry["fieldsType"] = "FieldsV1"
-        entry["fieldsV1"] = _encode_fields(m.fields)
+        entry["fieldsV1"] = m.fields_v1()
         if m.subresource:
             entry["subresource"] = m.subresource
         entries.append(entry)

@@ -16,8 +16,6 @@ import copy
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
-import jsonpatch
-import jsonpointer
 import orjson
 
 from controllers.errors import BadRequest, Invalid
@@ -64,16 +62,169 @@ def supports_patch_type(rt: ResourceType, patch_type: str) -> bool:
 
 def json_patch(obj: Mapping[str, Any], ops: Any) -> dict[str, Any]:
     """RFC 6902. A body that is not a list of operations is a 400; an operation that
-    cannot apply (failed test, missing path) is a 422, the message in the causes."""
+    cannot apply (failed test, missing path) is a 422, the message in the causes.
+
+    Copy on write: the containers along each patched path are copied, values the patch
+    brings are copied, and the rest of the result is shared with `obj` (a status write
+    of a large object copies the status only). `obj` is never changed."""
     if not isinstance(ops, list) or not all(isinstance(op, Mapping) for op in ops):
         raise BadRequest("json patch must be a JSON array of operation objects")
-    try:
-        result = jsonpatch.JsonPatch(ops).apply(clone(dict(obj)), in_place=True)
-    except (jsonpatch.JsonPatchException, jsonpointer.JsonPointerException, TypeError, KeyError) as err:
-        raise Invalid(_REJECTED, causes=[{"message": str(err) or type(err).__name__}]) from err
+    result = _JsonPatch(dict(obj)).run(ops)
     if not isinstance(result, dict):
         raise BadRequest("the patched document is not a JSON object")
     return result
+
+
+class _PatchError(Exception):
+    """An operation that cannot apply: a 422 whose cause is the message."""
+
+
+class _JsonPatch:
+    """One RFC 6902 patch applied to a document, copying containers before changing them."""
+
+    def __init__(self, doc: dict[str, Any]) -> None:
+        self.doc: Any = doc
+        self._own: set[int] = {id(doc)}  # containers this patch made, free to change
+
+    def run(self, ops: list[Mapping[str, Any]]) -> Any:
+        for n, op in enumerate(ops):
+            try:
+                self._apply(op)
+            except _PatchError as err:
+                raise Invalid(_REJECTED, causes=[{"message": f"operation {n} ({_describe(op)}): {err}"}]) from None
+        return self.doc
+
+    def _apply(self, op: Mapping[str, Any]) -> None:
+        kind = op.get("op")
+        path = _pointer(op.get("path"), "path")
+        if kind == "test":
+            if "value" not in op:
+                raise _PatchError("the operation has no value")
+            if not _json_equal(self._get(path), op["value"]):
+                raise _PatchError(f"the value at {op.get('path')} is not the tested value")
+        elif kind in ("add", "replace"):
+            if "value" not in op:
+                raise _PatchError("the operation has no value")
+            if kind == "replace":
+                self._get(path)  # must exist
+            self._put(path, clone(op["value"]), replace=kind == "replace")
+        elif kind == "remove":
+            self._remove(path)
+        elif kind in ("move", "copy"):
+            source = _pointer(op.get("from"), "from")
+            if kind == "copy":
+                self._put(path, clone(self._get(source)), replace=False)
+            elif source == path:
+                self._get(source)  # must exist
+            else:
+                if path[: len(source)] == source:
+                    raise _PatchError("a value cannot be moved into one of its own children")
+                self._put(path, self._remove(source), replace=False)
+        else:
+            raise _PatchError(f"unknown operation {kind!r}")
+
+    def _get(self, path: list[str]) -> Any:
+        value = self.doc
+        for n, step in enumerate(path):
+            value = _member(value, step, path[: n + 1])
+        return value
+
+    def _parent(self, path: list[str]) -> Any:
+        """The container holding the last element of `path`, made ours to change."""
+        if id(self.doc) not in self._own and isinstance(self.doc, (dict, list)):
+            self.doc = dict(self.doc) if isinstance(self.doc, dict) else list(self.doc)
+            self._own.add(id(self.doc))
+        container = self.doc
+        for n, step in enumerate(path[:-1]):
+            child = _member(container, step, path[: n + 1])
+            if id(child) not in self._own:
+                if not isinstance(child, (dict, list)):
+                    raise _PatchError(f"{_format(path[: n + 1])} is not an object or an array")
+                child = dict(child) if isinstance(child, dict) else list(child)
+                self._own.add(id(child))
+                container[_index(container, step, path[: n + 1]) if isinstance(container, list) else step] = child
+            container = child
+        return container
+
+    def _put(self, path: list[str], value: Any, replace: bool) -> None:
+        if not path:
+            self.doc = value  # ours only once copied: a move can bring a shared value
+            return
+        parent, step = self._parent(path), path[-1]
+        if isinstance(parent, dict):
+            parent[step] = value
+        elif isinstance(parent, list):
+            if replace:
+                parent[_index(parent, step, path)] = value
+            elif step == "-":
+                parent.append(value)
+            else:
+                at = _index(parent, step, path, end=True)
+                parent.insert(at, value)
+        else:
+            raise _PatchError(f"{_format(path[:-1])} is not an object or an array")
+
+    def _remove(self, path: list[str]) -> Any:
+        if not path:
+            raise _PatchError("the whole document cannot be removed")
+        parent, step = self._parent(path), path[-1]
+        if isinstance(parent, dict):
+            if step not in parent:
+                raise _PatchError(f"{_format(path)} does not exist")
+            return parent.pop(step)
+        if isinstance(parent, list):
+            return parent.pop(_index(parent, step, path))
+        raise _PatchError(f"{_format(path[:-1])} is not an object or an array")
+
+
+def _pointer(value: Any, member: str) -> list[str]:
+    """A JSON pointer (RFC 6901) as its unescaped tokens."""
+    if not isinstance(value, str):
+        raise _PatchError(f"the operation has no {member!r} pointer")
+    if not value:
+        return []
+    if not value.startswith("/"):
+        raise _PatchError(f"{member} {value!r} must start with /")
+    return [step.replace("~1", "/").replace("~0", "~") for step in value[1:].split("/")]
+
+
+def _member(value: Any, step: str, path: list[str]) -> Any:
+    if isinstance(value, dict):
+        if step not in value:
+            raise _PatchError(f"{_format(path)} does not exist")
+        return value[step]
+    if isinstance(value, list):
+        return value[_index(value, step, path)]
+    raise _PatchError(f"{_format(path[:-1])} is not an object or an array")
+
+
+def _index(items: list[Any], step: str, path: list[str], end: bool = False) -> int:
+    """An array index: digits without leading zeros, inside the array (or its end)."""
+    if not step.isdigit() or not step.isascii() or (step != "0" and step.startswith("0")):
+        raise _PatchError(f"{_format(path)}: {step!r} is not an array index")
+    at = int(step)
+    if at > len(items) or (at == len(items) and not end):
+        raise _PatchError(f"{_format(path)}: index {at} is outside the array of {len(items)}")
+    return at
+
+
+def _json_equal(a: Any, b: Any) -> bool:
+    """Equality of JSON values (RFC 6902 test): numbers by value, but `true` is not 1."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return a is b
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_json_equal(v, b[k]) for k, v in a.items())
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(_json_equal(x, y) for x, y in zip(a, b, strict=True))
+    return bool(a == b)
+
+
+def _format(path: list[str]) -> str:
+    return "/" + "/".join(step.replace("~", "~0").replace("/", "~1") for step in path)
+
+
+def _describe(op: Mapping[str, Any]) -> str:
+    return f"{op.get('op')} {op.get('path')}"
 
 
 def merge_patch(obj: Mapping[str, Any], patch: Any) -> dict[str, Any]:

@@ -20,6 +20,7 @@ import yaml
 from controllers import errors
 from controllers.client import Client, RemoteClient
 from gitops import actions, apps
+from gitops.controller import RESOURCES_FINALIZER, RESOURCES_FINALIZER_BACKGROUND
 from gitops.resources import Obj
 from gitops.source.git import GitError, RepoCache
 from gitops.source.render import Renderer, RenderError
@@ -263,18 +264,20 @@ def create(
 @click.option("--cascade/--no-cascade", default=True, help="Also delete the app's resources.")
 @pass_ctx
 def delete(c: AppContext, name: str, namespace: str | None, cascade: bool) -> None:
-    """Delete an Application (and, with --cascade, the resources it manages)."""
+    """Delete an Application (and, with --cascade, the resources it manages, which the
+    engine deletes before the Application goes)."""
     a = c.find(name, namespace)
     meta = a["metadata"]
-    if cascade:
-        for r in (a.get("status") or {}).get("resources") or []:
-            api_version = f"{r['group']}/{r['version']}" if r.get("group") else r.get("version") or "v1"
-            try:
-                c.client.delete(
-                    api_version, r["kind"], r["name"], r.get("namespace", ""), propagation_policy="Foreground"
-                )
-            except errors.NotFound:
-                pass
+    if cascade and RESOURCES_FINALIZER not in (meta.get("finalizers") or []):
+        # As `argocd app delete`: the engine deletes the resources in the app's destination
+        # cluster (wherever that is), then removes the finalizer and the app goes.
+        finalizers = [*(meta.get("finalizers") or []), RESOURCES_FINALIZER]
+        c.client.patch(a["apiVersion"], apps.KIND, meta["name"], {"metadata": {"finalizers": finalizers}},
+                       meta["namespace"], "merge")  # fmt: skip
+    elif not cascade and meta.get("finalizers"):
+        kept = [f for f in meta["finalizers"] if f not in (RESOURCES_FINALIZER, RESOURCES_FINALIZER_BACKGROUND)]
+        c.client.patch(a["apiVersion"], apps.KIND, meta["name"], {"metadata": {"finalizers": kept}},
+                       meta["namespace"], "merge")  # fmt: skip
     c.client.delete(a["apiVersion"], apps.KIND, meta["name"], meta["namespace"])
     click.echo(f"application '{name}' deleted")
 

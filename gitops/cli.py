@@ -356,7 +356,9 @@ def up(
         stop.set()
 
     settings = EngineSettings(poll_seconds=poll_interval, namespace=namespace or "")
-    engine = Engine(client, Path(data_dir), settings, gate=SyncPolicyGate(cluster_policies)).start(election, on_lost)
+    own = [cluster.url] if cluster is not None else []
+    engine = Engine(client, Path(data_dir), settings, gate=SyncPolicyGate(cluster_policies), own_urls=own)
+    engine.start(election, on_lost)
     for path in app_files:
         for a in engine.apply_app_file(path):
             click.echo(f"application {a['metadata']['namespace']}/{a['metadata']['name']} applied from {path}")

@@ -37,13 +37,17 @@ IN_CLUSTER_NAME = "in-cluster"
 # Every informer holds one connection for its watch, and workers make requests besides:
 # the official client's default pool of 10 would open and discard connections all the time.
 CONNECTIONS = 64
-PROBE_SECONDS = 5.0  # how long a destination's /version may take before it counts as unreachable
+PROBE_SECONDS = 5.0  # how long a cluster's /version may take before it counts as unreachable
 
 Obj = dict[str, Any]
 
 
 class ClusterError(ValueError):
     """A destination that is not registered, or a cluster Secret that cannot be used."""
+
+
+class Unreachable(ClusterError):
+    """A registered cluster that does not answer, or refuses the Secret's credentials."""
 
 
 # ---------------------------------------------------------------------- the engine's own cluster
@@ -146,30 +150,41 @@ class RegisteredCluster:
         self._context = data.get("context") or None
         self._config = data.get("config", "")
         self._client: RemoteClient | None = None
+        self._lock = threading.Lock()
         if not self.server and not self._kubeconfig:
             raise ClusterError(f"{self.where}: needs `server` (with `config`) or `kubeconfig`")
 
     def client(self) -> RemoteClient:
-        if self._client is None:
-            self._client = RemoteClient(self._api_client())
-        return self._client
+        """The cluster's client, made once the server answers: the official client's
+        discovery asks it at once. Raises Unreachable (naming the server and the Secret,
+        never the credentials) while it does not."""
+        with self._lock:
+            if self._client is None:
+                api_client = self._api_client()
+                self._probe(api_client)
+                try:
+                    self._client = RemoteClient(api_client)
+                except Exception as exc:  # the discovery after the probe, e.g. the server went away
+                    raise self._unreachable(api_client, exc) from None
+            return self._client
 
-    def check(self, timeout: float = PROBE_SECONDS) -> None:
-        """Ask the server its version, so that an unreachable cluster or refused
-        credentials read as such rather than as every resource missing. The error names the
-        server and the Secret, never the credentials."""
+    def _probe(self, api_client: Any) -> None:
+        """Ask the server its version, with a deadline (the discovery has none)."""
         from kubernetes.client import VersionApi
+
+        try:
+            VersionApi(api_client).get_code(_request_timeout=PROBE_SECONDS)
+        except Exception as exc:
+            raise self._unreachable(api_client, exc) from None
+
+    def _unreachable(self, api_client: Any, exc: Exception) -> Unreachable:
         from kubernetes.client.exceptions import ApiException
 
-        api_client = self.client().api_client
         server = self.server or str(api_client.configuration.host)
-        try:
-            VersionApi(api_client).get_code(_request_timeout=timeout)
-        except ApiException as exc:
-            raise ClusterError(f"cluster {server} ({self.where}) answered {exc.status} {exc.reason}") from None
-        except Exception as exc:  # urllib3 and ssl errors: their text names no credentials
-            reason = getattr(exc, "reason", None) or exc
-            raise ClusterError(f"cluster {server} ({self.where}) is unreachable: {reason}") from None
+        if isinstance(exc, ApiException):  # e.g. 401: the Secret's credentials are refused
+            return Unreachable(f"cluster {server} ({self.where}) answered {exc.status} {exc.reason}")
+        reason = getattr(exc, "reason", None) or exc  # urllib3's and ssl's texts hold no credentials
+        return Unreachable(f"cluster {server} ({self.where}) is unreachable: {reason}")
 
     def _api_client(self) -> Any:
         from kubernetes import config

@@ -46,6 +46,9 @@ log = logging.getLogger(__name__)
 
 SYNCED, OUT_OF_SYNC, UNKNOWN = "Synced", "OutOfSync", "Unknown"
 INFORMER_SYNC_WAIT = 10.0  # seconds a new kind's first listing is awaited (a missing kind never lists)
+# Argo CD's finalizers asking that an app's resources be deleted with it (cascade).
+RESOURCES_FINALIZER = "resources-finalizer.argocd.argoproj.io"
+RESOURCES_FINALIZER_BACKGROUND = "resources-finalizer.argocd.argoproj.io/background"
 
 
 def now_rfc3339() -> str:
@@ -300,8 +303,8 @@ class AppController:
     def _destination(self, key: str, spec: apps.AppSpec) -> _Destination:
         """The cluster an app deploys to: the engine's own, or one registered as a Secret,
         whose client and informers are made on first use. Raises SpecError for a
-        destination that is not registered (or whose Secret is unusable), ClusterError for
-        one that cannot be reached."""
+        destination that is not registered (or whose Secret is unusable), Unreachable for
+        one that does not answer (never taken for a cluster with nothing in it)."""
         if apps.is_in_cluster(spec):
             return self._own
         with self._remote_lock:
@@ -314,16 +317,13 @@ class AppController:
         registry.secrets.wait_for_sync(INFORMER_SYNC_WAIT)
         try:
             cluster = registry.find(spec.dest_server, spec.dest_name)
-            client = cluster.client() if cluster is not None else self.client
+            if cluster is None:
+                return self._own  # named by one of the engine's own URLs
+            client = cluster.client()
+        except clusters.Unreachable:
+            raise
         except clusters.ClusterError as exc:
             raise apps.SpecError(str(exc)) from None
-        if cluster is None:
-            return self._own  # named by one of the engine's own URLs
-        with self._remote_lock:
-            dest = self._remote.get(cluster.key)
-        if dest is not None and dest.version == cluster.version:
-            return dest
-        cluster.check()  # before any informer: an unreachable cluster is not one with nothing in it
         stale = None
         with self._remote_lock:
             dest = self._remote.get(cluster.key)
@@ -409,6 +409,8 @@ class AppController:
         if state.destination is not dest:  # predictions were made by another cluster
             state.predictions.clear()
             state.destination = dest
+        if app["metadata"].get("deletionTimestamp"):
+            return self._finalize(app, spec, state, dest)
 
         op_state = status.get("operationState") or {}
         requested = app.get("operation")
@@ -453,6 +455,45 @@ class AppController:
         self._write_status(app, status, state)
         if requeue is not None:
             return Result(requeue_after=requeue)
+        return None
+
+    def _finalize(self, app: Obj, spec: apps.AppSpec, state: _AppState, dest: _Destination) -> Result | None:
+        """An app deleted with Argo CD's resources finalizer: delete what it owns in its
+        destination (foreground, or background for the `/background` variant), and once
+        none of it is left, drop the finalizer so that the app goes. Without the finalizer
+        the resources stay, as in Argo CD."""
+        meta = app["metadata"]
+        finalizers = list(meta.get("finalizers") or [])
+        ours = [f for f in finalizers if f in (RESOURCES_FINALIZER, RESOURCES_FINALIZER_BACKGROUND)]
+        if not ours:
+            return None
+        try:
+            self._compare(app, spec, state, "", dest)  # watches the kinds in git (after a restart too)
+        except (GitError, RenderError, clusters.ClusterError) as exc:
+            log.info("deleting %s/%s: %s; deleting what is watched", meta.get("namespace"), meta["name"], exc)
+        policy = "Foreground" if RESOURCES_FINALIZER in ours else "Background"
+        app_key = f"{meta.get('namespace', '')}/{meta['name']}"
+        left = [o for inf in list(dest.kinds.values()) for o in inf.cache.by_index("tracking", app_key)]
+        for obj in left:
+            obj_meta = obj["metadata"]
+            if obj_meta.get("deletionTimestamp"):
+                continue
+            try:
+                dest.client.delete(
+                    obj["apiVersion"], obj["kind"], obj_meta["name"], obj_meta.get("namespace", ""), policy
+                )
+            except errors.NotFound:
+                pass
+        if left:
+            return Result(requeue_after=2.0)  # their deletions enqueue the app sooner
+        patch = [
+            {"op": "test", "path": "/metadata/finalizers", "value": finalizers},
+            {"op": "replace", "path": "/metadata/finalizers", "value": [f for f in finalizers if f not in ours]},
+        ]
+        try:
+            self.client.patch(app["apiVersion"], apps.KIND, meta["name"], patch, meta.get("namespace", ""), "json")
+        except errors.NotFound:
+            pass
         return None
 
     def _take_refresh_request(self, app: Obj, state: _AppState) -> None:

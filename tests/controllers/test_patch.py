@@ -273,6 +273,37 @@ def test_json_patch_failed_test_is_422_and_bad_body_is_400() -> None:
     assert bad.value.code == 400
 
 
+def test_json_patch_never_changes_its_input_and_copies_what_it_brings() -> None:
+    live = deployment()
+    before = json.dumps(live, sort_keys=True)
+    value = {"note": "x"}
+    out = json_patch(
+        live,
+        [
+            {"op": "add", "path": "/metadata/annotations", "value": value},
+            {"op": "copy", "from": "/spec/template/spec/containers/0", "path": "/spec/template/spec/containers/-"},
+            {"op": "replace", "path": "/spec/template/spec/containers/2/name", "value": "copy"},
+            {"op": "move", "from": "/spec/replicas", "path": "/metadata/annotations/replicas"},
+            {"op": "test", "path": "/metadata/annotations/note", "value": "x"},
+        ],
+    )
+    assert json.dumps(live, sort_keys=True) == before
+    assert out["metadata"]["annotations"] == {"note": "x", "replicas": live["spec"]["replicas"]}
+    assert value == {"note": "x"}  # the patch's own value is copied, not taken
+    assert [c["name"] for c in containers(out)] == ["web", "sidecar", "copy"]
+    assert "replicas" not in out["spec"]
+    # RFC 6902 test compares JSON values: true is not 1; an index must be in range.
+    for ops in (
+        [{"op": "test", "path": "/spec/replicas", "value": True}],
+        [{"op": "add", "path": "/spec/template/spec/containers/3", "value": {}}],
+        [{"op": "move", "from": "/spec", "path": "/spec/inner"}],
+    ):
+        with pytest.raises(Invalid) as exc:
+            json_patch(live, ops)
+        assert ops[0]["path"] in exc.value.causes[0]["message"]
+    assert json.dumps(live, sort_keys=True) == before
+
+
 def test_strategic_merge_patch_is_refused_for_custom_resources() -> None:
     builtin = ResourceType("apps", "v1", "Deployment", "deployments", True)
     custom = ResourceType("example.com", "v1", "Widget", "widgets", True, crd=True)

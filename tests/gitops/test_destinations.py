@@ -120,9 +120,11 @@ def status(client: Client, name: str) -> dict[str, Any]:
 
 def state(client: Client, name: str) -> tuple[str, str, str]:
     st = status(client, name)
-    return (st.get("sync") or {}).get("status", ""), (st.get("health") or {}).get("status", ""), (
-        st.get("sync") or {}
-    ).get("revision", "")
+    return (
+        (st.get("sync") or {}).get("status", ""),
+        (st.get("health") or {}).get("status", ""),
+        (st.get("sync") or {}).get("revision", ""),
+    )
 
 
 def condition(client: Client, name: str, ctype: str) -> str:
@@ -175,6 +177,15 @@ def test_apps_deploy_to_a_cluster_registered_as_a_secret(
         eventually(lambda n=name: state(own, n) == ("Synced", "Healthy", second_rev), 60, f"{name} pruned")
     assert not exists(remote, "v1", "Service", "web", "shop") and not exists(remote, "v1", "Service", "web", "shop2")
 
+    # Deleted with Argo CD's resources finalizer (cascade): its resources go from the destination.
+    finalizer = {"metadata": {"finalizers": ["resources-finalizer.argocd.argoproj.io"]}}
+    own.patch(apps.API_VERSION, "Application", "by-server", finalizer, "default", "merge")
+    own.delete(apps.API_VERSION, "Application", "by-server", "default")
+    eventually(lambda: not exists(own, apps.API_VERSION, "Application", "by-server", "default"), 60, "app gone")
+    assert not exists(remote, "apps/v1", "Deployment", "web", "shop")
+    assert not exists(remote, "v1", "ConfigMap", "settings", "shop")
+    assert exists(remote, "apps/v1", "Deployment", "web", "shop2")  # the other app's
+
     # The Secret removed: the cluster is no longer known, and nothing is touched.
     own.delete("v1", "Secret", "cluster-prod", ENGINE_NS)
     eventually(lambda: "is not registered" in condition(own, "by-name", "InvalidSpecError"), 60, "unregistered")
@@ -209,8 +220,9 @@ def test_unknown_or_unreachable_destinations_say_so_and_apply_nothing(
     assert token not in message
     assert state(own, "unreachable")[0] == "Unknown"
 
-    # Registering the missing cluster later is picked up without a restart.
-    own.patch(apps.API_VERSION, "Application", "nowhere", {"spec": {"destination": {"name": "gone"}}}, "default", "merge")
-    eventually(lambda: "is unreachable" in condition(own, "nowhere", "ComparisonError"), 60, "re-resolved")
+    # Registering the missing cluster later is picked up without a restart or an edit.
+    register(own, "nope", url, token, ca)
+    message = eventually(lambda: condition(own, "nowhere", "ComparisonError"), 60, "re-resolved")
+    assert message.startswith(f"cluster {url} (secret {ENGINE_NS}/cluster-nope) is unreachable: "), message
     assert not condition(own, "nowhere", "InvalidSpecError")
     assert not exists(own, "v1", "Namespace", "ghost") and not own.list("v1", "ConfigMap", "ghost")["items"]

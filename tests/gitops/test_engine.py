@@ -355,3 +355,34 @@ spec:
     assert created["spec"]["destination"]["namespace"] == "child-ns"
     env.wait_synced_healthy("child", sha)
     assert env.client.get("v1", "ConfigMap", "from-child", "child-ns")
+
+
+def test_app_delete_cascades_through_the_engine_or_keeps_resources(env: Env, git_server: GitServer) -> None:
+    repo = git_server.repo("del")
+    sha = repo.commit(
+        {"a/deploy.yaml": deployment("nginx:1.25", name="a"), "b/deploy.yaml": deployment("nginx:1.25", name="b")}
+    )
+    env.create_app("a", repo, "a")
+    env.create_app("b", repo, "b")
+    env.wait_synced_healthy("a", sha)
+    env.wait_synced_healthy("b", sha)
+
+    def deployments() -> set[str]:
+        return {d["metadata"]["name"] for d in env.client.list("apps/v1", "Deployment", "default")["items"]}
+
+    env.cli("delete", "a")  # cascade (the default): the engine deletes what the app owns, then the app
+    eventually(lambda: "a" not in deployments(), what="app a's Deployment deleted")
+    eventually(
+        lambda: (
+            not env.client.list(apps.API_VERSION, "Application", "default", field_selector="metadata.name=a")["items"]
+        ),
+        what="app a gone",
+    )
+    env.cli("delete", "b", "--no-cascade")
+    eventually(
+        lambda: (
+            not env.client.list(apps.API_VERSION, "Application", "default", field_selector="metadata.name=b")["items"]
+        ),
+        what="app b gone",
+    )
+    assert "b" in deployments(), "--no-cascade keeps the resources"
