@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import secrets
@@ -311,95 +312,108 @@ def up(
         )
     except (ValueError, ManifestError) as exc:
         raise click.UsageError(str(exc)) from None
-    real = _real_cluster_mode(kubeconfig, in_cluster)
-    cluster: EmbeddedCluster | None = None
-    cluster_policies: ClusterPolicies
-    client: Client
-    if real:
-        if policy_docs:
-            raise click.UsageError("--policies loads policies into the embedded cluster only")
-        try:
-            remote, default_namespace = clusters.connect(kubeconfig, context)
-        except clusters.ClusterError as exc:
-            raise click.UsageError(str(exc)) from None
-        namespace = namespace or default_namespace
-        client, api_url = remote, str(remote.api_client.configuration.host)
-        cluster_policies = watch_policies(remote, verifier=verifier)  # the kinds the cluster serves (e.g. Kyverno's)
-    else:
-        if cluster_file is not None:
-            config = ClusterConfig.from_file(cluster_file)
+    # Each part registers its stop as it starts: a failure half-way (a port in use, an
+    # unreachable cluster) stops what did start, so the process exits with the error
+    # instead of hanging on the threads of the parts already running.
+    with contextlib.ExitStack() as running:
+        real = _real_cluster_mode(kubeconfig, in_cluster)
+        cluster: EmbeddedCluster | None = None
+        cluster_policies: ClusterPolicies
+        client: Client
+        if real:
+            if policy_docs:
+                raise click.UsageError("--policies loads policies into the embedded cluster only")
+            try:
+                remote, default_namespace = clusters.connect(kubeconfig, context)
+            except clusters.ClusterError as exc:
+                raise click.UsageError(str(exc)) from None
+            namespace = namespace or default_namespace
+            client, api_url = remote, str(remote.api_client.configuration.host)
+            cluster_policies = watch_policies(
+                remote, verifier=verifier
+            )  # the kinds the cluster serves (e.g. Kyverno's)
+            running.callback(cluster_policies.stop)
         else:
-            config = ClusterConfig.default(nodes, node_cpu, node_memory, node_pods)
-        if kubelet_rules is not None:
-            config.kubelet_rules = kubelet_rules
-        cluster = EmbeddedCluster(data_dir, api_port=api_port, host=host, config=config).start()
-        informers = cluster.manager.ctx.informers if cluster.manager else None
-        cluster_policies = install_policies(cluster, LocalClient(cluster.api), informers, verifier)
-        apply_policies(LocalClient(cluster.api), policy_docs)
-        client, api_url = LocalClient(cluster.api), cluster.url
-    election = None
-    if leader_elect if leader_elect is not None else real:
+            if cluster_file is not None:
+                config = ClusterConfig.from_file(cluster_file)
+            else:
+                config = ClusterConfig.default(nodes, node_cpu, node_memory, node_pods)
+            if kubelet_rules is not None:
+                config.kubelet_rules = kubelet_rules
+            cluster = EmbeddedCluster(data_dir, api_port=api_port, host=host, config=config).start()
+            running.callback(cluster.stop)
+            informers = cluster.manager.ctx.informers if cluster.manager else None
+            cluster_policies = install_policies(cluster, LocalClient(cluster.api), informers, verifier)
+            running.callback(cluster_policies.stop)
+            apply_policies(LocalClient(cluster.api), policy_docs)
+            client, api_url = LocalClient(cluster.api), cluster.url
+        election = None
+        if leader_elect if leader_elect is not None else real:
+            try:
+                election = LeaseConfig(
+                    lease_name,
+                    lease_namespace or namespace or "default",
+                    default_identity(),
+                    lease_duration,
+                    renew_deadline,
+                    retry_period,
+                )
+            except ValueError as exc:
+                raise click.UsageError(str(exc)) from None
+
+        def on_lost() -> None:
+            lost.set()
+            stop.set()
+
+        settings = EngineSettings(poll_seconds=poll_interval, namespace=namespace or "")
+        own = [cluster.url] if cluster is not None else []
+        engine = Engine(client, Path(data_dir), settings, gate=SyncPolicyGate(cluster_policies), own_urls=own)
+        running.callback(engine.stop)
+        engine.start(election, on_lost)
+        for path in app_files:
+            for a in engine.apply_app_file(path):
+                click.echo(f"application {a['metadata']['namespace']}/{a['metadata']['name']} applied from {path}")
+        if demo:
+            for obj in demo_objects(ensure_demo_repo(Path(data_dir))):
+                engine.client.apply(obj, field_manager="gitops-cli", force=True)
+        click.echo(f"Kubernetes API:  {api_url}")
+        if cluster is not None:
+            embedded_kubeconfig = Path(data_dir).resolve() / "kubeconfig"
+            click.echo(f"kubeconfig:      {embedded_kubeconfig}")
+            click.echo(f"Try:             kubectl --kubeconfig {embedded_kubeconfig} get namespaces")
+        click.echo(f"Applications:    {'namespace ' + namespace if namespace else 'all namespaces'}")
+        token_file = Path(data_dir).resolve() / "admin-token"
+        tokens = Tokens(admin_token or _admin_token(token_file), tuple(readonly_tokens))
+        admission = admission_blueprint(
+            cluster_policies.policyset,
+            lookup=cluster_policies.lookup,
+            namespace_labels=cluster_policies.namespace_labels,
+        )
+        hooks = cluster_secrets(engine.client, namespace or "default", webhook_secret)
+        hooks = WebhookSecrets(hooks.shared, {**hooks.per_provider, **secrets_by_provider})
+        web_app = create_app(engine, tokens, [push_blueprint(engine, hooks), admission], anonymous_read)
+        running.callback(close_app, web_app)
         try:
-            election = LeaseConfig(
-                lease_name,
-                lease_namespace or namespace or "default",
-                default_identity(),
-                lease_duration,
-                renew_deadline,
-                retry_period,
-            )
-        except ValueError as exc:
-            raise click.UsageError(str(exc)) from None
+            web = WSGIServer(web_app, host, port).start()
+        except OSError as exc:
+            raise click.ClickException(f"the web server cannot listen on {host}:{port} (--port): {exc}") from None
+        running.callback(web.stop)
+        notifier = _notifier(
+            engine, f"{web.url}", gitlab_url, gitlab_token, github_api_url, github_token, notify_webhooks
+        )
+        if notifier is not None:
+            running.callback(notifier.stop)
+        click.echo(f"Dashboard:       {web.url}/")
+        click.echo(f"Admin token:     {'from --admin-token' if admin_token else token_file} (log in with it)")
+        if election is not None:
+            click.echo(f"Leader election: lease {election.namespace}/{election.name} as {election.identity}")
+        if demo:
+            _show_demo(engine)
+        click.echo("Press Ctrl-C to stop.")
+        sys.stdout.flush()
 
-    def on_lost() -> None:
-        lost.set()
-        stop.set()
-
-    settings = EngineSettings(poll_seconds=poll_interval, namespace=namespace or "")
-    own = [cluster.url] if cluster is not None else []
-    engine = Engine(client, Path(data_dir), settings, gate=SyncPolicyGate(cluster_policies), own_urls=own)
-    engine.start(election, on_lost)
-    for path in app_files:
-        for a in engine.apply_app_file(path):
-            click.echo(f"application {a['metadata']['namespace']}/{a['metadata']['name']} applied from {path}")
-    if demo:
-        for obj in demo_objects(ensure_demo_repo(Path(data_dir))):
-            engine.client.apply(obj, field_manager="gitops-cli", force=True)
-    click.echo(f"Kubernetes API:  {api_url}")
-    if cluster is not None:
-        embedded_kubeconfig = Path(data_dir).resolve() / "kubeconfig"
-        click.echo(f"kubeconfig:      {embedded_kubeconfig}")
-        click.echo(f"Try:             kubectl --kubeconfig {embedded_kubeconfig} get namespaces")
-    click.echo(f"Applications:    {'namespace ' + namespace if namespace else 'all namespaces'}")
-    token_file = Path(data_dir).resolve() / "admin-token"
-    tokens = Tokens(admin_token or _admin_token(token_file), tuple(readonly_tokens))
-    admission = admission_blueprint(
-        cluster_policies.policyset, lookup=cluster_policies.lookup, namespace_labels=cluster_policies.namespace_labels
-    )
-    hooks = cluster_secrets(engine.client, namespace or "default", webhook_secret)
-    hooks = WebhookSecrets(hooks.shared, {**hooks.per_provider, **secrets_by_provider})
-    web_app = create_app(engine, tokens, [push_blueprint(engine, hooks), admission], anonymous_read)
-    web = WSGIServer(web_app, host, port).start()
-    notifier = _notifier(engine, f"{web.url}", gitlab_url, gitlab_token, github_api_url, github_token, notify_webhooks)
-    click.echo(f"Dashboard:       {web.url}/")
-    click.echo(f"Admin token:     {'from --admin-token' if admin_token else token_file} (log in with it)")
-    if election is not None:
-        click.echo(f"Leader election: lease {election.namespace}/{election.name} as {election.identity}")
-    if demo:
-        _show_demo(engine)
-    click.echo("Press Ctrl-C to stop.")
-    sys.stdout.flush()
-
-    stop.wait()
-    click.echo("Shutting down...")
-    web.stop()
-    close_app(web_app)
-    if notifier is not None:
-        notifier.stop()
-    engine.stop()
-    cluster_policies.stop()
-    if cluster is not None:
-        cluster.stop()
+        stop.wait()
+        click.echo("Shutting down...")
     if lost.is_set():
         # As kube-controller-manager: a fresh start (the pod's restart) stands for election again.
         click.echo("Lost the leader-election lease: exiting.", err=True)

@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -19,26 +20,39 @@ from controllers.manager import ClusterConfig
 SHARED = Path(os.environ.get("GITOPS_SHARED") or Path(__file__).resolve().parents[2] / "shared")
 
 
-def eventually(cond: Callable[[], Any], timeout: float = 30.0, what: str = "condition", interval: float = 0.1) -> Any:
-    """Poll until `cond()` is truthy and return it: generous, for a loaded machine."""
+def eventually(cond: Callable[[], Any], timeout: float = 60.0, what: str = "condition", interval: float = 0.05) -> Any:
+    """Poll until `cond()` is truthy and return it: generous, for a loaded machine. An
+    exception from `cond` counts as "not yet" (the object may not exist yet) and is shown
+    as the last value if time runs out."""
     deadline = time.monotonic() + timeout
+    last: Any = None
     while True:
-        value = cond()
-        if value:
-            return value
+        try:
+            last = cond()
+        except Exception as exc:
+            last = exc
+        if last and not isinstance(last, Exception):
+            return last
         if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not met within {timeout}s")
+            raise AssertionError(f"{what} not met within {timeout}s (last: {last!r})")
         time.sleep(interval)
+
+
+@contextmanager
+def serving(config: ClusterConfig | None = None) -> Iterator[EmbeddedCluster]:
+    """An in-memory embedded cluster with its HTTP API on a free loopback port, stopped on exit."""
+    c = EmbeddedCluster(None, api_port=0, config=config).start()
+    try:
+        yield c
+    finally:
+        c.stop()
 
 
 @pytest.fixture
 def cluster() -> Iterator[EmbeddedCluster]:
     """An in-memory embedded cluster with its HTTP API on a free loopback port."""
-    c = EmbeddedCluster(None, api_port=0).start()
-    try:
+    with serving() as c:
         yield c
-    finally:
-        c.stop()
 
 
 @pytest.fixture
@@ -48,11 +62,8 @@ def kube(tmp_path: Path) -> Iterator[EmbeddedCluster]:
     config.heartbeat_seconds = 0.5
     config.node_monitor_grace_seconds = 3
     config.pod_eviction_seconds = 2
-    c = EmbeddedCluster(None, api_port=0, config=config).start()
-    try:
+    with serving(config) as c:
         yield c
-    finally:
-        c.stop()
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from controllers.client import RemoteClient
 
 def start_up(data_dir: Path) -> tuple[subprocess.Popen[str], str]:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "gitops.cli", "up", "--data-dir", str(data_dir), "--api-port", "0"],
+        [sys.executable, "-m", "gitops.cli", "up", "--data-dir", str(data_dir), "--api-port", "0", "--port", "0"],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

@@ -20,7 +20,8 @@ from controllers import errors
 from controllers.cluster import EmbeddedCluster
 from controllers.workloads.common import controller_ref
 from controllers.workloads.cronjob import SCHEDULED_TIMESTAMP, Schedule, ScheduleError
-from tests.controllers.test_statefulset import STACK, apply, eventually, needs, stack
+from tests.conftest import eventually
+from tests.controllers.test_statefulset import STACK, apply, needs, stack
 
 Obj = dict[str, Any]
 

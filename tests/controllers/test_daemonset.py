@@ -10,8 +10,8 @@ from typing import Any
 from controllers.cluster import EmbeddedCluster
 from controllers.manager import NodeSpec
 from controllers.workloads.daemonset import daemon_tolerations, node_should_run, target_node
-from tests.conftest import Kubectl
-from tests.controllers.test_statefulset import STACK, PodLog, apply, eventually, needs, stack
+from tests.conftest import Kubectl, eventually
+from tests.controllers.test_statefulset import STACK, PodLog, apply, needs, stack
 
 Obj = dict[str, Any]
 

@@ -19,8 +19,8 @@ import yaml
 from controllers.client import Client
 from controllers.cluster import EmbeddedCluster
 from controllers.workloads import rollout
-from tests.conftest import Kubectl
-from tests.controllers.test_replicaset import STACK, eventually, needs_stack, stack_config
+from tests.conftest import Kubectl, eventually
+from tests.controllers.test_replicaset import STACK, needs_stack, stack_config
 
 Obj = dict[str, Any]
 

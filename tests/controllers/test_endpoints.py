@@ -6,7 +6,6 @@ nodes, kubelet and scheduler."""
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -16,17 +15,7 @@ import pytest
 from controllers.cluster import EmbeddedCluster
 from controllers.endpoints import MAX_ENDPOINTS_PER_SLICE
 from controllers.manager import ClusterConfig
-from tests.conftest import Kubectl
-
-
-def eventually(cond: Callable[[], Any], timeout: float = 20.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = cond()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError("condition not met in time")
+from tests.conftest import Kubectl, eventually
 
 
 def until(read: Callable[[], Any], ok: Callable[[Any], Any], timeout: float = 20.0) -> Any:

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import json
-import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -18,19 +17,9 @@ from controllers.cluster import EmbeddedCluster
 from controllers.gc import GarbageCollector, served_resources
 from controllers.manager import ClusterConfig, ControllerContext
 from controllers.runtime import Informer, InformerFactory
-from tests.conftest import Kubectl
+from tests.conftest import Kubectl, eventually
 
 HOLD = "example.com/hold"  # a finalizer the test owns, to keep a dependent terminating
-
-
-def eventually(cond: Callable[[], Any], timeout: float = 20.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = cond()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError("condition not met in time")
 
 
 @pytest.fixture(scope="module")

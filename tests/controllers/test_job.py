@@ -10,8 +10,8 @@ from typing import Any
 
 from controllers.cluster import EmbeddedCluster
 from controllers.workloads.job import Backoff, JobController, format_indexes, parse_indexes
-from tests.conftest import Kubectl
-from tests.controllers.test_statefulset import STACK, PodLog, apply, eventually, needs, stack
+from tests.conftest import Kubectl, eventually
+from tests.controllers.test_statefulset import STACK, PodLog, apply, needs, stack
 
 Obj = dict[str, Any]
 

@@ -22,7 +22,7 @@ from controllers.kubelet_rules import KubeletRules, KubeletRulesError
 from controllers.manager import ClusterConfig
 from controllers.tables import pod_status
 from controllers.workloads.common import parse_time
-from tests.conftest import Kubectl
+from tests.conftest import Kubectl, eventually
 
 RULES = """
 backOff: {initialSeconds: 1, maxSeconds: 4}
@@ -44,18 +44,6 @@ rules:
 - match: {podLabels: {simulate: unready}}
   readiness: {fail: true}
 """
-
-
-def eventually(cond: Callable[[], Any], timeout: float = 20.0, interval: float = 0.05) -> Any:
-    """Poll `cond` until it returns something truthy; fail with its last value on timeout."""
-    deadline = time.monotonic() + timeout
-    value = None
-    while time.monotonic() < deadline:
-        value = cond()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"condition not met within {timeout}s (last value: {value!r})")
 
 
 @pytest.fixture(scope="module")

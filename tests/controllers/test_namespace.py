@@ -5,8 +5,7 @@ says what is left."""
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -14,19 +13,9 @@ import pytest
 from controllers import errors
 from controllers.cluster import EmbeddedCluster
 from controllers.manager import ClusterConfig
-from tests.conftest import Kubectl
+from tests.conftest import Kubectl, eventually
 
 HOLD = "example.com/hold"
-
-
-def eventually(cond: Callable[[], Any], timeout: float = 20.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = cond()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError("condition not met in time")
 
 
 @pytest.fixture(scope="module")

@@ -2,21 +2,10 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from typing import Any
 
 from controllers.cluster import EmbeddedCluster
-
-
-def eventually(cond: Callable[[], Any], timeout: float = 60.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = cond()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"{what} not reached in {timeout}s")
+from tests.conftest import eventually
 
 
 def test_pods_of_a_dead_node_are_rescheduled_elsewhere(kube: EmbeddedCluster) -> None:

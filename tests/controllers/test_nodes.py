@@ -18,19 +18,7 @@ from controllers.cluster import EmbeddedCluster
 from controllers.manager import ClusterConfig, NodeSpec
 from controllers.nodes import Nodes
 from controllers.tables import pod_status
-from tests.conftest import Kubectl
-
-
-def eventually(cond: Callable[[], Any], timeout: float = 20.0, interval: float = 0.05) -> Any:
-    """Poll `cond` until it returns something truthy; fail with its last value on timeout."""
-    deadline = time.monotonic() + timeout
-    value = None
-    while time.monotonic() < deadline:
-        value = cond()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"condition not met within {timeout}s (last value: {value!r})")
+from tests.conftest import Kubectl, eventually
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import datetime as dt
 import importlib.util
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,7 @@ from controllers.cluster import EmbeddedCluster
 from controllers.manager import DEFAULT_CONTROLLERS, ClusterConfig
 from controllers.workloads.common import now_rfc3339
 from controllers.workloads.replicaset import Expectations, pods_to_delete, slow_start_batch
-from tests.conftest import Kubectl
+from tests.conftest import Kubectl, eventually
 
 Obj = dict[str, Any]
 
@@ -32,18 +32,6 @@ needs_stack = pytest.mark.skipif(
     reason="needs the whole simulated stack; not in the tree yet: "
     + ", ".join(DEFAULT_CONTROLLERS[n].partition(":")[0].replace(".", "/") + ".py" for n in MISSING),
 )
-
-
-def eventually(cond: Callable[[], Any], timeout: float = 30.0, what: str = "condition") -> Any:
-    """Poll until `cond()` is truthy (and return it): generous, for a loaded machine."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = cond()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not met within {timeout}s")
-        time.sleep(0.05)
 
 
 def stack_config(tmp_path: Path, rules: str = "") -> ClusterConfig:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -13,15 +12,7 @@ import pytest
 from controllers.client import Client, RemoteClient
 from controllers.cluster import EmbeddedCluster
 from controllers.runtime import Controller, Informer, Result, WorkQueue, index_by_label
-
-
-def eventually(cond: Callable[[], bool], timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return
-        time.sleep(0.01)
-    raise AssertionError("condition not met in time")
+from tests.conftest import eventually
 
 
 def cm(name: str, **labels: str) -> dict:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import functools
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,21 +18,10 @@ from controllers.cluster import EmbeddedCluster
 from controllers.manager import ClusterConfig, ControllerContext
 from controllers.runtime import InformerFactory
 from controllers.scheduler import Scheduler, binder_for
-from tests.conftest import Kubectl
+from tests.conftest import Kubectl, eventually
 
 Obj = dict[str, Any]
 CONTROL_PLANE_TAINT = {"key": "node-role.kubernetes.io/control-plane", "effect": "NoSchedule"}
-
-
-def eventually(cond: Callable[[], Any], timeout: float = 20.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = cond()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.05)
 
 
 def start_cluster(scoring: str = "LeastAllocated") -> EmbeddedCluster:

@@ -4,8 +4,7 @@ ADDRESS (the Ready nodes' InternalIPs), as `kubectl get` shows them."""
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,17 +12,7 @@ import pytest
 
 from controllers.cluster import EmbeddedCluster
 from controllers.manager import ClusterConfig
-from tests.conftest import Kubectl
-
-
-def eventually(cond: Callable[[], Any], timeout: float = 20.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = cond()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError("condition not met in time")
+from tests.conftest import Kubectl, eventually
 
 
 @pytest.fixture(scope="module")

@@ -22,7 +22,7 @@ import yaml
 
 from controllers.cluster import EmbeddedCluster
 from controllers.manager import DEFAULT_CONTROLLERS, ClusterConfig, Factory, NodeSpec
-from tests.conftest import Kubectl
+from tests.conftest import Kubectl, eventually
 
 Obj = dict[str, Any]
 
@@ -40,18 +40,6 @@ def needs(*names: str) -> pytest.MarkDecorator:
         m.replace(".", "/") + ".py" for m in missing
     )
     return pytest.mark.skipif(bool(missing), reason=reason)
-
-
-def eventually(cond: Callable[[], Any], timeout: float = 30.0, what: str = "condition") -> Any:
-    """Poll until `cond()` is truthy and return it: generous, for a loaded machine."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = cond()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not met within {timeout}s")
-        time.sleep(0.05)
 
 
 @contextmanager

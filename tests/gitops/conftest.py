@@ -8,6 +8,8 @@
         git_server.start()          # back on the same ports
 
 ``git_server_auth`` requires HTTP basic auth (``GitServer.USERNAME``/``PASSWORD``).
+Also the one way the tests run the engine (``running_engine``, fixture ``engine``), write an
+Application (``application``, ``app_status``) and run ``gitops up`` (``running_up``, ``up_exits``).
 """
 
 from __future__ import annotations
@@ -15,18 +17,27 @@ from __future__ import annotations
 import base64
 import os
 import shutil
+import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 from urllib.parse import unquote
 
 import pytest
 
+from controllers.client import Client, LocalClient
+from controllers.cluster import EmbeddedCluster
+from gitops import apps
+from gitops.controller import EngineSettings, PolicyGate
+from gitops.engine import Engine
 from gitops.source.git import RepoCache
 
 _GIT_ENV = {
@@ -315,3 +326,143 @@ def git_server_auth(tmp_path: Path) -> Iterator[GitServer]:
 def repo_cache(tmp_path: Path) -> RepoCache:
     """An empty RepoCache with a short network timeout."""
     return RepoCache(tmp_path / "repo-cache", timeout=30)
+
+
+@contextmanager
+def running_engine(
+    cluster: EmbeddedCluster, data_dir: Path, workers: int = 4, gate: PolicyGate | None = None
+) -> Iterator[Engine]:
+    """The engine on `cluster` with git polling off (tests refresh or push), stopped on exit."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    engine = Engine(LocalClient(cluster.api), data_dir, EngineSettings(poll_seconds=3600, workers=workers), gate=gate)
+    engine.start()
+    try:
+        yield engine
+    finally:
+        engine.stop()
+
+
+@pytest.fixture
+def engine(kube: EmbeddedCluster, tmp_path: Path) -> Iterator[Engine]:
+    """The engine on the `kube` cluster, its data in tmp_path/engine."""
+    with running_engine(kube, tmp_path / "engine") as e:
+        yield e
+
+
+def application(
+    name: str,
+    repo_url: str,
+    path: str,
+    namespace: str = "default",
+    destination: dict[str, str] | None = None,
+    automated: bool = True,
+    prune: bool = True,
+    self_heal: bool = True,
+    labels: dict[str, str] | None = None,
+    **source: Any,
+) -> dict[str, Any]:
+    """An Application in "default" deploying to `namespace` in-cluster (or to `destination`),
+    creating the namespace; extra keyword arguments go into its source."""
+    spec: dict[str, Any] = {
+        "project": "default",
+        "source": {"repoURL": repo_url, "path": path, "targetRevision": "main", **source},
+        "destination": destination or {"server": apps.IN_CLUSTER, "namespace": namespace},
+        "syncPolicy": {"syncOptions": ["CreateNamespace=true"]},
+    }
+    if automated:
+        spec["syncPolicy"]["automated"] = {"prune": prune, "selfHeal": self_heal}
+    meta: dict[str, Any] = {"name": name, "namespace": "default", "labels": labels or {}}
+    return {"apiVersion": apps.API_VERSION, "kind": "Application", "metadata": meta, "spec": spec}
+
+
+def app_status(client: Client, name: str) -> tuple[str, str, str]:
+    """(sync status, health status, synced revision) of Application `name`, as users read them."""
+    st = client.get(apps.API_VERSION, "Application", name, "default").get("status") or {}
+    return (
+        (st.get("sync") or {}).get("status", ""),
+        (st.get("health") or {}).get("status", ""),
+        (st.get("sync") or {}).get("revision", ""),
+    )
+
+
+class OnEngine:
+    """An engine on a cluster, with the one way the tests make and read Applications."""
+
+    def __init__(self, cluster: EmbeddedCluster, engine: Engine) -> None:
+        self.cluster, self.engine, self.client = cluster, engine, cluster.client
+
+    def create_app(
+        self,
+        name: str,
+        repo: GitRepo,
+        path: str,
+        automated: bool = True,
+        prune: bool = True,
+        self_heal: bool = True,
+        namespace: str = "default",
+        labels: dict[str, str] | None = None,
+        **source: Any,
+    ) -> None:
+        app = application(
+            name,
+            repo.url(),
+            path,
+            namespace,
+            automated=automated,
+            prune=prune,
+            self_heal=self_heal,
+            labels=labels,
+            **source,
+        )
+        self.client.create(app)
+
+    def app(self, name: str) -> dict[str, Any]:
+        return self.client.get(apps.API_VERSION, "Application", name, "default")
+
+    def status(self, name: str) -> tuple[str, str, str]:
+        return app_status(self.client, name)
+
+
+UP = [sys.executable, "-m", "gitops.cli", "up"]
+
+
+@dataclass
+class Up:
+    """A running `gitops up` and what it printed up to "Press Ctrl-C"."""
+
+    proc: subprocess.Popen[str]
+    lines: list[str]
+
+    @property
+    def out(self) -> str:
+        return "".join(self.lines)
+
+
+@contextmanager
+def running_up(data: Path, *args: str) -> Iterator[Up]:
+    """`gitops up` on free ports, read until it is ready (120s); on exit SIGTERM must stop it cleanly."""
+    proc = subprocess.Popen(
+        [*UP, *args, "--data-dir", str(data), "--api-port", "0", "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    up = Up(proc, [])
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline()  # type: ignore[union-attr]
+            if not line:
+                break
+            up.lines.append(line)
+            if line.startswith("Press Ctrl-C"):
+                break
+        yield up
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+
+
+def up_exits(data: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """`gitops up` expected to exit at once (bad options): its exit code and output."""
+    return subprocess.run([*UP, "--data-dir", str(data), *args], capture_output=True, text=True, timeout=60)

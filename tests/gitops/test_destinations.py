@@ -6,48 +6,23 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
 
 from controllers import errors
-from controllers.client import Client, LocalClient
+from controllers.client import Client
 from controllers.cluster import EmbeddedCluster
 from controllers.manager import ClusterConfig
 from gitops import apps, clusters
-from gitops.controller import EngineSettings
 from gitops.engine import Engine
-from tests.conftest import eventually
-from tests.gitops.conftest import GitRepo, GitServer
+from tests.conftest import eventually, serving
+from tests.gitops.conftest import GitServer, app_status, application
+from tests.manifests import WEB_DEPLOYMENT, WEB_SERVICE
 
 ENGINE_NS = "default"  # an engine serving all namespaces reads cluster Secrets here
 
-DEPLOYMENT = """apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: web
-spec:
-  replicas: 2
-  selector:
-    matchLabels: {app: web}
-  template:
-    metadata:
-      labels: {app: web}
-    spec:
-      containers:
-      - name: web
-        image: nginx:1.25
-"""
-SERVICE = """apiVersion: v1
-kind: Service
-metadata:
-  name: web
-spec:
-  selector: {app: web}
-  ports: [{port: 80}]
-"""
 CONFIGMAP = """apiVersion: v1
 kind: ConfigMap
 metadata:
@@ -61,20 +36,8 @@ def second() -> Iterator[EmbeddedCluster]:
     """The destination cluster: its own nodes and controllers, reached only over HTTPS."""
     config = ClusterConfig.default(1)
     config.heartbeat_seconds = 0.5
-    c = EmbeddedCluster(None, api_port=0, config=config).start()
-    try:
+    with serving(config) as c:
         yield c
-    finally:
-        c.stop()
-
-
-@pytest.fixture
-def engine(kube: EmbeddedCluster, tmp_path: Path) -> Iterator[Engine]:
-    e = Engine(LocalClient(kube.api), tmp_path / "engine", EngineSettings(poll_seconds=3600, workers=4)).start()
-    try:
-        yield e
-    finally:
-        e.stop()
 
 
 def register(client: Client, name: str, server: str, token: str, ca: bytes) -> None:
@@ -95,36 +58,8 @@ def register(client: Client, name: str, server: str, token: str, ca: bytes) -> N
     )
 
 
-def create_app(client: Client, name: str, repo: GitRepo, destination: dict[str, str]) -> None:
-    client.create(
-        {
-            "apiVersion": apps.API_VERSION,
-            "kind": "Application",
-            "metadata": {"name": name, "namespace": "default"},
-            "spec": {
-                "project": "default",
-                "source": {"repoURL": repo.url(), "path": "web", "targetRevision": "main"},
-                "destination": destination,
-                "syncPolicy": {
-                    "automated": {"prune": True, "selfHeal": True},
-                    "syncOptions": ["CreateNamespace=true"],
-                },
-            },
-        }
-    )
-
-
 def status(client: Client, name: str) -> dict[str, Any]:
     return client.get(apps.API_VERSION, "Application", name, "default").get("status") or {}
-
-
-def state(client: Client, name: str) -> tuple[str, str, str]:
-    st = status(client, name)
-    return (
-        (st.get("sync") or {}).get("status", ""),
-        (st.get("health") or {}).get("status", ""),
-        (st.get("sync") or {}).get("revision", ""),
-    )
 
 
 def condition(client: Client, name: str, ctype: str) -> str:
@@ -147,13 +82,13 @@ def test_apps_deploy_to_a_cluster_registered_as_a_secret(
     assert second.certs is not None and second.token
     register(own, "prod", second.url, second.token, second.certs.ca_pem())
     repo = git_server.repo("shop")
-    first = repo.commit({"web/deploy.yaml": DEPLOYMENT, "web/svc.yaml": SERVICE, "web/cm.yaml": CONFIGMAP})
+    first = repo.commit({"web/deploy.yaml": WEB_DEPLOYMENT, "web/svc.yaml": WEB_SERVICE, "web/cm.yaml": CONFIGMAP})
 
     # One app names the cluster by server URL, the other by name.
-    create_app(own, "by-server", repo, {"server": second.url, "namespace": "shop"})
-    create_app(own, "by-name", repo, {"name": "prod", "namespace": "shop2"})
+    own.create(application("by-server", repo.url(), "web", destination={"server": second.url, "namespace": "shop"}))
+    own.create(application("by-name", repo.url(), "web", destination={"name": "prod", "namespace": "shop2"}))
     for name in ("by-server", "by-name"):
-        eventually(lambda n=name: state(own, n) == ("Synced", "Healthy", first), 120, f"{name} Synced+Healthy")
+        eventually(lambda n=name: app_status(own, n) == ("Synced", "Healthy", first), 120, f"{name} Synced+Healthy")
     for ns in ("shop", "shop2"):
         deploy = remote.get("apps/v1", "Deployment", "web", ns)
         assert deploy["status"]["readyReplicas"] == 2
@@ -174,7 +109,7 @@ def test_apps_deploy_to_a_cluster_registered_as_a_secret(
     for name in ("by-server", "by-name"):
         engine.controller.refresh(f"{apps.API_VERSION}|default/{name}")
     for name in ("by-server", "by-name"):
-        eventually(lambda n=name: state(own, n) == ("Synced", "Healthy", second_rev), 60, f"{name} pruned")
+        eventually(lambda n=name: app_status(own, n) == ("Synced", "Healthy", second_rev), 60, f"{name} pruned")
     assert not exists(remote, "v1", "Service", "web", "shop") and not exists(remote, "v1", "Service", "web", "shop2")
 
     # Deleted with Argo CD's resources finalizer (cascade): its resources go from the destination.
@@ -189,7 +124,7 @@ def test_apps_deploy_to_a_cluster_registered_as_a_secret(
     # The Secret removed: the cluster is no longer known, and nothing is touched.
     own.delete("v1", "Secret", "cluster-prod", ENGINE_NS)
     eventually(lambda: "is not registered" in condition(own, "by-name", "InvalidSpecError"), 60, "unregistered")
-    assert state(own, "by-name")[0] == "Unknown"
+    assert app_status(own, "by-name")[0] == "Unknown"
     assert exists(remote, "apps/v1", "Deployment", "web", "shop2")  # left as it is, as Argo CD does
 
 
@@ -199,26 +134,26 @@ def test_unknown_or_unreachable_destinations_say_so_and_apply_nothing(
     own = kube.client
     assert second.certs is not None and second.token
     repo = git_server.repo("shop")
-    repo.commit({"web/deploy.yaml": DEPLOYMENT, "web/cm.yaml": CONFIGMAP})
+    repo.commit({"web/deploy.yaml": WEB_DEPLOYMENT, "web/cm.yaml": CONFIGMAP})
 
-    create_app(own, "nowhere", repo, {"name": "nope", "namespace": "ghost"})
+    own.create(application("nowhere", repo.url(), "web", destination={"name": "nope", "namespace": "ghost"}))
     message = eventually(lambda: condition(own, "nowhere", "InvalidSpecError"), 60, "InvalidSpecError")
     assert message == (
         "cluster name 'nope' is not registered: add a Secret labelled "
         f"argocd.argoproj.io/secret-type=cluster in namespace '{ENGINE_NS}'"
     )
-    assert state(own, "nowhere")[0] == "Unknown"
+    assert app_status(own, "nowhere")[0] == "Unknown"
 
     # Registered, but nothing listens there: the server is named, the token never.
     url = second.url
     token, ca = second.token, second.certs.ca_pem()
     second.stop()
     register(own, "gone", url, token, ca)
-    create_app(own, "unreachable", repo, {"server": url, "namespace": "ghost"})
+    own.create(application("unreachable", repo.url(), "web", destination={"server": url, "namespace": "ghost"}))
     message = eventually(lambda: condition(own, "unreachable", "ComparisonError"), 60, "ComparisonError")
     assert message.startswith(f"cluster {url} (secret {ENGINE_NS}/cluster-gone) is unreachable: "), message
     assert token not in message
-    assert state(own, "unreachable")[0] == "Unknown"
+    assert app_status(own, "unreachable")[0] == "Unknown"
 
     # Registering the missing cluster later is picked up without a restart or an edit.
     register(own, "nope", url, token, ca)

@@ -7,35 +7,19 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from controllers.client import LocalClient
 from controllers.cluster import EmbeddedCluster
 from gitops import apps
-from gitops.controller import EngineSettings
 from gitops.engine import Engine
-from tests.conftest import SHARED, Kubectl
-from tests.gitops.conftest import GitRepo, GitServer
+from tests.conftest import SHARED, Kubectl, eventually
+from tests.gitops.conftest import GitServer, OnEngine
+from tests.manifests import WEB_SERVICE
 
 PEER_APPS = SHARED / "peer-suites" / "argocd-example-apps"
-
-
-def eventually(cond: Callable[[], Any], timeout: float = 60.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        try:
-            last = cond()
-        except Exception as exc:  # the object may not exist yet
-            last = exc
-        if last and not isinstance(last, Exception):
-            return last
-        time.sleep(0.1)
-    raise AssertionError(f"{what} not reached in {timeout}s (last: {last!r})")
 
 
 def deployment(image: str, replicas: int = 2, name: str = "web") -> str:
@@ -61,63 +45,12 @@ spec:
 """
 
 
-SERVICE = """apiVersion: v1
-kind: Service
-metadata:
-  name: web
-spec:
-  selector: {app: web}
-  ports:
-  - port: 80
-    targetPort: 80
-"""
-
-
-class Env:
+class Env(OnEngine):
     """A running engine on an embedded cluster, with helpers to read what users read."""
 
     def __init__(self, cluster: EmbeddedCluster, engine: Engine, kubectl: Kubectl, data_dir: Path) -> None:
-        self.cluster, self.engine, self.kubectl, self.data_dir = cluster, engine, kubectl, data_dir
-        self.client = cluster.client
-
-    def create_app(
-        self,
-        name: str,
-        repo: GitRepo,
-        path: str,
-        automated: bool = True,
-        prune: bool = True,
-        self_heal: bool = True,
-        namespace: str = "default",
-        **extra: Any,
-    ) -> None:
-        spec: dict[str, Any] = {
-            "project": "default",
-            "source": {"repoURL": repo.url(), "path": path, "targetRevision": "main", **extra},
-            "destination": {"server": apps.IN_CLUSTER, "namespace": namespace},
-            "syncPolicy": {"syncOptions": ["CreateNamespace=true"]},
-        }
-        if automated:
-            spec["syncPolicy"]["automated"] = {"prune": prune, "selfHeal": self_heal}
-        self.client.create(
-            {
-                "apiVersion": apps.API_VERSION,
-                "kind": "Application",
-                "metadata": {"name": name, "namespace": "default"},
-                "spec": spec,
-            }
-        )
-
-    def app(self, name: str) -> dict[str, Any]:
-        return self.client.get(apps.API_VERSION, "Application", name, "default")
-
-    def status(self, name: str) -> tuple[str, str, str]:
-        st = self.app(name).get("status") or {}
-        return (
-            (st.get("sync") or {}).get("status", ""),
-            (st.get("health") or {}).get("status", ""),
-            (st.get("sync") or {}).get("revision", ""),
-        )
+        super().__init__(cluster, engine)
+        self.kubectl, self.data_dir = kubectl, data_dir
 
     def wait_synced_healthy(self, name: str, revision: str, timeout: float = 90) -> None:
         eventually(
@@ -156,14 +89,8 @@ class Env:
 
 
 @pytest.fixture
-def env(kube: EmbeddedCluster, kube_kubectl: Kubectl, tmp_path: Path) -> Iterator[Env]:
-    data = tmp_path / "engine"
-    data.mkdir()
-    engine = Engine(LocalClient(kube.api), data, EngineSettings(poll_seconds=3600, workers=4)).start()
-    try:
-        yield Env(kube, engine, kube_kubectl, data)
-    finally:
-        engine.stop()
+def env(kube: EmbeddedCluster, engine: Engine, kube_kubectl: Kubectl, tmp_path: Path) -> Env:
+    return Env(kube, engine, kube_kubectl, tmp_path / "engine")
 
 
 def running_images(env: Env, selector: str) -> set[str]:
@@ -176,7 +103,7 @@ def running_images(env: Env, selector: str) -> set[str]:
 
 def test_push_rolls_out_prunes_and_self_heals(env: Env, git_server: GitServer) -> None:
     repo = git_server.repo("shop")
-    first = repo.commit({"web/deploy.yaml": deployment("nginx:1.25"), "web/svc.yaml": SERVICE})
+    first = repo.commit({"web/deploy.yaml": deployment("nginx:1.25"), "web/svc.yaml": WEB_SERVICE})
     env.create_app("shop", repo, "web")
     env.wait_synced_healthy("shop", first)
     assert running_images(env, "app=web") == {"nginx:1.25"}

@@ -8,9 +8,9 @@ import stat
 import subprocess
 import sys
 
+from tests.conftest import eventually
 from tests.gitops import test_push
 from tests.gitops.conftest import GitServer
-from tests.gitops.test_engine import eventually
 from tests.gitops.test_push import SECRET, Hooked, configmap
 
 hooked = test_push.hooked  # the engine with POST /api/webhook on a real HTTP server

@@ -14,9 +14,9 @@ import pytest
 
 from gitops import apps
 from gitops.notifier import AppNotifier, NotifySettings
+from tests.conftest import eventually
 from tests.gitops import test_push
 from tests.gitops.conftest import GitRepo, GitServer
-from tests.gitops.test_engine import eventually
 from tests.gitops.test_push import Hooked, configmap, post
 from webhooks.notify import DeliveryWorker, GitLab, Webhook
 

@@ -25,12 +25,10 @@ from controllers.client import LocalClient
 from controllers.cluster import EmbeddedCluster
 from controllers.wsgi import WSGIServer
 from gitops import apps
-from gitops.controller import EngineSettings
 from gitops.engine import Engine
 from gitops.push import SECRET_NAME, cluster_secrets, push_blueprint
-from tests.conftest import SHARED
-from tests.gitops.conftest import GitRepo, GitServer
-from tests.gitops.test_engine import eventually
+from tests.conftest import SHARED, eventually
+from tests.gitops.conftest import GitRepo, GitServer, running_engine
 
 SECRET = "gl-token-1234567890"
 GITLAB_PUSH = json.loads((SHARED / "fixtures" / "gitlab" / "push-hook.json").read_text())
@@ -108,16 +106,14 @@ class Hooked:
 @pytest.fixture
 def hooked(cluster: EmbeddedCluster, tmp_path: Path) -> Iterator[Hooked]:
     """The engine (no git polling) with POST /api/webhook on a real HTTP server."""
-    engine = Engine(LocalClient(cluster.api), tmp_path / "engine", EngineSettings(poll_seconds=3600, workers=4))
-    engine.start()
-    app = Flask(__name__)
-    app.register_blueprint(push_blueprint(engine, SECRET))
-    server = WSGIServer(app, threads=32).start()
-    try:
-        yield Hooked(cluster, engine, server.url + "/api/webhook")
-    finally:
-        server.stop()
-        engine.stop()
+    with running_engine(cluster, tmp_path / "engine") as engine:
+        app = Flask(__name__)
+        app.register_blueprint(push_blueprint(engine, SECRET))
+        server = WSGIServer(app, threads=32).start()
+        try:
+            yield Hooked(cluster, engine, server.url + "/api/webhook")
+        finally:
+            server.stop()
 
 
 def test_gitlab_push_applies_the_new_commit_and_a_wrong_token_does_nothing(

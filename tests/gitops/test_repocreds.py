@@ -8,13 +8,11 @@ from pathlib import Path
 import pytest
 
 from controllers.cluster import EmbeddedCluster
-from gitops.controller import EngineSettings
-from gitops.engine import Engine
 from gitops.repocreds import SecretCredentials
 from gitops.source.git import Credentials
-from tests.conftest import Kubectl
-from tests.gitops.conftest import GitServer
-from tests.gitops.test_engine import Env, eventually
+from tests.conftest import Kubectl, eventually
+from tests.gitops.conftest import GitServer, running_engine
+from tests.gitops.test_engine import Env
 
 CONFIGMAP = """apiVersion: v1
 kind: ConfigMap
@@ -64,9 +62,8 @@ def test_a_private_repo_syncs_once_its_repository_secret_exists(
     repo = git_server_auth.repo("private")
     sha = repo.commit({"app/cm.yaml": CONFIGMAP})
     data = tmp_path / "engine"
-    engine = Engine(kube.client, data, EngineSettings(poll_seconds=3600)).start()
-    env = Env(kube, engine, kube_kubectl, data)
-    try:
+    with running_engine(kube, data) as engine:
+        env = Env(kube, engine, kube_kubectl, data)
         env.create_app("private", repo, "app")
         eventually(
             lambda: "Authentication failed" in str((env.app("private").get("status") or {}).get("conditions")),
@@ -81,6 +78,4 @@ def test_a_private_repo_syncs_once_its_repository_secret_exists(
 
         eventually(synced, what="the app synced with the Secret's credentials")
         assert kube.client.get("v1", "ConfigMap", "settings", "default")["data"]["mode"] == "private"
-    finally:
-        engine.stop()
     assert GitServer.PASSWORD not in caplog.text

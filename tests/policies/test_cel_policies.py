@@ -10,6 +10,7 @@ import pytest
 
 from policies.cel import CelError, CelValidateRule, compile_policies
 from policies.types import Obj, Request
+from tests.policies.conftest import controllers_of
 
 VAP_API = "admissionregistration.k8s.io/v1"
 
@@ -196,18 +197,7 @@ def test_validating_policy_autogen_judges_pod_templates_of_controllers() -> None
         "metadata": {"labels": {"app": "x"}},
         "spec": {"containers": [{"name": "a", "image": "a:1", "securityContext": {"privileged": True}}]},
     }
-    deployment = {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": "d", "namespace": "ns"},
-        "spec": {"template": template},
-    }
-    cronjob = {
-        "apiVersion": "batch/v1",
-        "kind": "CronJob",
-        "metadata": {"name": "c", "namespace": "ns"},
-        "spec": {"jobTemplate": {"spec": {"template": template}}},
-    }
+    deployment, cronjob = controllers_of(template)
     [r] = results([validating_policy(PRIVILEGED)], deployment)
     assert (r.rule, r.status, r.enforce, r.policy_kind) == ("autogen-no-privileged", "fail", False, "ValidatingPolicy")
     [r] = results([validating_policy(PRIVILEGED)], cronjob)

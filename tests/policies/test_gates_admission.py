@@ -14,8 +14,8 @@ from controllers import errors
 from controllers.cluster import EmbeddedCluster
 from gitops.policygate import BUNDLE_DIR
 from policies.admission import ClusterPolicies, install, uninstall
-from tests.conftest import SHARED, Kubectl
-from tests.controllers.test_statefulset import eventually
+from tests.conftest import SHARED, Kubectl, eventually
+from tests.manifests import ADD_TEAM_LABEL, WEB_DEPLOYMENT
 
 
 def pod(name: str, image: str, namespace: str = "default", resources: bool = True) -> dict:
@@ -33,41 +33,6 @@ def pod(name: str, image: str, namespace: str = "default", resources: bool = Tru
 def bundle_policy(name: str) -> dict:
     return yaml.safe_load((BUNDLE_DIR / f"{name}.yaml").read_text())
 
-
-DEPLOYMENT = """apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: web
-spec:
-  replicas: 2
-  selector:
-    matchLabels: {app: web}
-  template:
-    metadata:
-      labels: {app: web}
-    spec:
-      containers:
-      - name: web
-        image: nginx:1.25
-"""
-
-MUTATE_TEAM_LABEL = """apiVersion: kyverno.io/v1
-kind: ClusterPolicy
-metadata:
-  name: add-team-label
-spec:
-  rules:
-  - name: add-team
-    match:
-      any:
-      - resources:
-          kinds: [Pod]
-    mutate:
-      patchStrategicMerge:
-        metadata:
-          labels:
-            +(team): gates
-"""
 
 OWNER_IN_PROD = """apiVersion: kyverno.io/v1
 kind: ClusterPolicy
@@ -212,8 +177,8 @@ def test_context_configmap_is_read_from_the_cluster(gated: ClusterPolicies, clus
 def test_mutate_policy_labels_the_pods_a_deployment_creates(kube: EmbeddedCluster, kube_kubectl: Kubectl) -> None:
     policies = install(kube, kube.client, kube.manager.ctx.informers if kube.manager else None)
     try:
-        kube_kubectl("apply", "-f", "-", input=MUTATE_TEAM_LABEL)
-        kube_kubectl("apply", "-f", "-", input=DEPLOYMENT)
+        kube_kubectl("apply", "-f", "-", input=ADD_TEAM_LABEL)
+        kube_kubectl("apply", "-f", "-", input=WEB_DEPLOYMENT)
 
         def two_pods() -> list[dict] | None:
             items = kube.client.list("v1", "Pod", "default", "app=web")["items"]
@@ -276,10 +241,10 @@ spec:
 
 def test_cel_admission_policy_with_its_binding_gates_kubectl(gated: ClusterPolicies, kubectl: Kubectl) -> None:
     kubectl("apply", "-f", "-", input=MAX_REPLICAS)
-    wide = DEPLOYMENT.replace("replicas: 2", "replicas: 7")
+    wide = WEB_DEPLOYMENT.replace("replicas: 2", "replicas: 7")
     proc = kubectl.run("apply", "-f", "-", input=wide, check=False)
     assert proc.returncode != 0 and "max-replicas: max-replicas: at most 5 replicas" in proc.stderr
-    kubectl("apply", "-f", "-", input=DEPLOYMENT)
+    kubectl("apply", "-f", "-", input=WEB_DEPLOYMENT)
 
 
 def test_a_namespaced_policy_applies_only_in_its_namespace(gated: ClusterPolicies, cluster: EmbeddedCluster) -> None:

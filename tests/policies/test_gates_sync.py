@@ -14,13 +14,12 @@ from controllers import errors
 from controllers.client import LocalClient, RemoteClient
 from controllers.cluster import EmbeddedCluster
 from gitops import apps
-from gitops.controller import EngineSettings, Violation
+from gitops.controller import Violation
 from gitops.engine import Engine
 from gitops.policygate import BUNDLE_DIR, SyncPolicyGate, apply_policies, load_policies
 from policies.admission import install, uninstall, watch_policies
-from tests.conftest import Kubectl
-from tests.controllers.test_statefulset import eventually
-from tests.gitops.conftest import GitRepo, GitServer
+from tests.conftest import Kubectl, eventually
+from tests.gitops.conftest import GitRepo, GitServer, running_engine
 from tests.policies.test_gates_admission import MAX_REPLICAS
 
 
@@ -98,26 +97,13 @@ class Gated:
 
 
 @pytest.fixture
-def git_server(tmp_path: Path) -> Iterator[GitServer]:
-    server = GitServer(tmp_path / "git-server").start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture
 def gated(kube: EmbeddedCluster, tmp_path: Path) -> Iterator[Gated]:
     client = LocalClient(kube.api)
     policies = install(kube, client, kube.manager.ctx.informers if kube.manager else None)
-    engine = Engine(
-        client, tmp_path / "engine", EngineSettings(poll_seconds=3600, workers=2), gate=SyncPolicyGate(policies)
-    )
-    engine.start()
     try:
-        yield Gated(kube, engine)
+        with running_engine(kube, tmp_path / "engine", workers=2, gate=SyncPolicyGate(policies)) as engine:
+            yield Gated(kube, engine)
     finally:
-        engine.stop()
         uninstall(kube, policies)
 
 

@@ -3,36 +3,20 @@
 from __future__ import annotations
 
 import json
-import signal
-import subprocess
-import sys
-import time
 import urllib.request
 from pathlib import Path
 
 import yaml
 
 from tests.conftest import Kubectl
+from tests.gitops.conftest import running_up, up_exits
 
 
 def test_gitops_up_with_the_default_bundle_gates_the_api(tmp_path: Path) -> None:
     data = tmp_path / "data"
-    cmd = [sys.executable, "-m", "gitops.cli", "up", "--policies", "default", "--nodes", "1"]
-    proc = subprocess.Popen(
-        [*cmd, "--data-dir", str(data), "--api-port", "0", "--port", "0"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    lines: list[str] = []
-    try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            line = proc.stdout.readline()  # type: ignore[union-attr]
-            if not line or line.startswith("Press Ctrl-C"):
-                break
-            lines.append(line)
-        assert proc.poll() is None, "".join(lines)
+    with running_up(data, "--policies", "default", "--nodes", "1") as up:
+        lines = up.lines
+        assert up.proc.poll() is None, up.out
         kubectl = Kubectl(data / "kubeconfig", tmp_path)
         names = kubectl("get", "clusterpolicies", "-o", "jsonpath={.items[*].metadata.name}").split()
         assert sorted(names) == ["disallow-latest-tag", "disallow-privileged-containers", "require-requests-limits"]
@@ -59,29 +43,26 @@ def test_gitops_up_with_the_default_bundle_gates_the_api(tmp_path: Path) -> None
             answer = json.loads(resp.read())["response"]
         assert answer["uid"] == "u-1" and answer["allowed"] is False
         assert "disallow-latest-tag: validate-image-tag:" in answer["status"]["message"]
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(30) == 0
 
 
 def test_signed_registries_need_a_key_and_the_default_bundle(tmp_path: Path) -> None:
-    base = [sys.executable, "-m", "gitops.cli", "up", "--data-dir", str(tmp_path / "d"), "--api-port", "0"]
-    no_key = subprocess.run(
-        [*base, "--policies", "default", "--signed-registry", "ghcr.io/acme/*"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    data = tmp_path / "d"
+    no_key = up_exits(data, "--api-port", "0", "--policies", "default", "--signed-registry", "ghcr.io/acme/*")
     assert no_key.returncode == 2 and "--signed-registry needs --signing-key" in no_key.stderr
     (tmp_path / "pols").mkdir()
     key = tmp_path / "cosign.pub"
     key.write_text("-----BEGIN PUBLIC KEY-----\nMFkw\n-----END PUBLIC KEY-----\n")
-    own_dir = subprocess.run(
-        [*base, "--policies", str(tmp_path / "pols"), "--signed-registry", "ghcr.io/acme/*", "--signing-key", str(key)],
-        capture_output=True,
-        text=True,
-        timeout=60,
+    own_dir = up_exits(
+        data,
+        "--api-port",
+        "0",
+        "--policies",
+        str(tmp_path / "pols"),
+        "--signed-registry",
+        "ghcr.io/acme/*",
+        "--signing-key",
+        str(key),
     )
     assert own_dir.returncode == 2 and "use it with --policies default" in own_dir.stderr
-    missing = subprocess.run([*base, "--policies", str(tmp_path / "nope")], capture_output=True, text=True, timeout=60)
+    missing = up_exits(data, "--api-port", "0", "--policies", str(tmp_path / "nope"))
     assert missing.returncode == 2 and "is neither `default` nor a directory" in missing.stderr

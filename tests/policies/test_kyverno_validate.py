@@ -10,7 +10,7 @@ import pytest
 
 from policies.engine import PolicyError, PolicySet
 from policies.types import Request
-from tests.policies.conftest import create, pod
+from tests.policies.conftest import controllers_of, create, pod
 
 
 def cluster_policy(name: str, *rules: dict[str, Any], action: str = "Enforce", **spec: Any) -> dict[str, Any]:
@@ -257,18 +257,7 @@ def test_autogen_covers_pod_controllers_with_template_paths() -> None:
         ),
     )
     template = {"metadata": {"labels": {"a": "b"}}, "spec": {"containers": [{"name": "c", "image": "x"}]}}
-    deployment = {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": "d", "namespace": "ns"},
-        "spec": {"template": template},
-    }
-    cronjob = {
-        "apiVersion": "batch/v1",
-        "kind": "CronJob",
-        "metadata": {"name": "c", "namespace": "ns"},
-        "spec": {"jobTemplate": {"spec": {"template": template}}},
-    }
+    deployment, cronjob = controllers_of(template)
     outcome = PolicySet.from_objects([policy]).admit(create(deployment))
     [result] = outcome.results
     assert (result.rule, result.status) == ("autogen-ro-rootfs", "fail")

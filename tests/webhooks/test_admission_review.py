@@ -19,25 +19,8 @@ import yaml
 from controllers.wsgi import WSGIServer
 from gitops.policygate import load_policies
 from policies.engine import PolicySet
+from tests.manifests import ADD_TEAM_LABEL
 from webhooks.admission import admission_blueprint
-
-ADD_TEAM = """apiVersion: kyverno.io/v1
-kind: ClusterPolicy
-metadata:
-  name: add-team-label
-spec:
-  rules:
-  - name: add-team
-    match:
-      any:
-      - resources:
-          kinds: [Pod]
-    mutate:
-      patchStrategicMerge:
-        metadata:
-          labels:
-            +(team): gates
-"""
 
 
 def pod(image: str, resources: bool = True, labels: dict[str, str] | None = None) -> dict[str, Any]:
@@ -93,7 +76,7 @@ class Webhook:
 
 @pytest.fixture
 def policyset() -> PolicySet:
-    return PolicySet.from_objects([*load_policies("default"), yaml.safe_load(ADD_TEAM)])
+    return PolicySet.from_objects([*load_policies("default"), yaml.safe_load(ADD_TEAM_LABEL)])
 
 
 def serve(provider: Callable[[], PolicySet], **kw: Any) -> Iterator[Webhook]:

@@ -15,55 +15,24 @@ import requests
 import yaml
 from jsonschema import Draft202012Validator
 
-from controllers.client import LocalClient
 from controllers.cluster import EmbeddedCluster
 from controllers.wsgi import WSGIServer
-from gitops import apps
-from gitops.controller import EngineSettings
 from gitops.engine import Engine
 from gitops.server import close_app, create_app
 from gitops.server.auth import Tokens
-from tests.gitops.conftest import GitRepo, GitServer
+from tests.gitops.conftest import GitServer, OnEngine
 
 ADMIN_TOKEN = "admin-token-for-tests-0123456789"
 READONLY_TOKEN = "readonly-token-for-tests-987654"
 OPENAPI = yaml.safe_load((Path(__file__).parents[3] / "gitops" / "server" / "openapi.yaml").read_text())
 
 
-class Dash:
+class Dash(OnEngine):
     """The running server, with helpers to make apps and call the API as users do."""
 
     def __init__(self, cluster: EmbeddedCluster, engine: Engine, url: str, git: GitServer) -> None:
-        self.cluster, self.engine, self.url, self.git = cluster, engine, url, git
-        self.client = cluster.client
-
-    def create_app(
-        self,
-        name: str,
-        repo: GitRepo,
-        path: str,
-        automated: bool = True,
-        namespace: str = "default",
-        labels: dict[str, str] | None = None,
-    ) -> None:
-        spec: dict[str, Any] = {
-            "project": "default",
-            "source": {"repoURL": repo.url(), "path": path, "targetRevision": "main"},
-            "destination": {"server": apps.IN_CLUSTER, "namespace": namespace},
-            "syncPolicy": {"syncOptions": ["CreateNamespace=true"]},
-        }
-        if automated:
-            spec["syncPolicy"]["automated"] = {"prune": True, "selfHeal": True}
-        meta: dict[str, Any] = {"name": name, "namespace": "default", "labels": labels or {}}
-        self.client.create({"apiVersion": apps.API_VERSION, "kind": "Application", "metadata": meta, "spec": spec})
-
-    def status(self, name: str) -> tuple[str, str, str]:
-        st = self.client.get(apps.API_VERSION, "Application", name, "default").get("status") or {}
-        return (
-            (st.get("sync") or {}).get("status", ""),
-            (st.get("health") or {}).get("status", ""),
-            (st.get("sync") or {}).get("revision", ""),
-        )
+        super().__init__(cluster, engine)
+        self.url, self.git = url, git
 
     def api(self, method: str, path: str, token: str | None = ADMIN_TOKEN, **kw: Any) -> requests.Response:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
@@ -96,10 +65,7 @@ def _template(path: str) -> str:
 
 
 @pytest.fixture
-def dash(kube: EmbeddedCluster, git_server: GitServer, tmp_path: Path) -> Iterator[Dash]:
-    data = tmp_path / "engine"
-    data.mkdir()
-    engine = Engine(LocalClient(kube.api), data, EngineSettings(poll_seconds=3600, workers=4)).start()
+def dash(kube: EmbeddedCluster, engine: Engine, git_server: GitServer) -> Iterator[Dash]:
     web_app = create_app(engine, Tokens(ADMIN_TOKEN, (READONLY_TOKEN,)))
     server = WSGIServer(web_app).start()
     try:
@@ -107,4 +73,3 @@ def dash(kube: EmbeddedCluster, git_server: GitServer, tmp_path: Path) -> Iterat
     finally:
         server.stop()
         close_app(web_app)
-        engine.stop()

@@ -11,8 +11,10 @@ import threading
 import requests
 from jsonschema import Draft202012Validator
 
+from tests.conftest import eventually
 from tests.gitops.server.conftest import ADMIN_TOKEN, OPENAPI, READONLY_TOKEN, Dash, check_openapi
-from tests.gitops.test_engine import SERVICE, deployment, eventually
+from tests.gitops.test_engine import deployment
+from tests.manifests import WEB_SERVICE
 
 SECRET = """apiVersion: v1
 kind: Secret
@@ -33,7 +35,7 @@ def _two_apps(dash: Dash) -> tuple[str, str]:
     sha = repo.commit(
         {
             "web/deploy.yaml": deployment("nginx:1.25"),
-            "web/svc.yaml": SERVICE,
+            "web/svc.yaml": WEB_SERVICE,
             "other/deploy.yaml": deployment("redis:7", replicas=1, name="cache"),
             "other/secret.yaml": SECRET.format(value="first-password"),
         },
@@ -135,7 +137,7 @@ def test_list_get_tree_diff_history_and_actions(dash: Dash) -> None:
 
 def test_tokens_and_roles(dash: Dash) -> None:
     repo = dash.git.repo("shop")
-    repo.commit({"web/svc.yaml": SERVICE})
+    repo.commit({"web/svc.yaml": WEB_SERVICE})
     dash.create_app("shop", repo, "web", automated=False)
     eventually(lambda: dash.status("shop")[0] == "OutOfSync", 60, "shop compared")
     for token in (None, "wrong-token"):
@@ -159,7 +161,7 @@ def _csrf(html: str) -> str:
 
 def test_dashboard_session_and_csrf(dash: Dash) -> None:
     repo = dash.git.repo("shop")
-    sha = repo.commit({"web/svc.yaml": SERVICE})
+    sha = repo.commit({"web/svc.yaml": WEB_SERVICE})
     dash.create_app("shop", repo, "web", automated=False)
     eventually(lambda: dash.status("shop")[0] == "OutOfSync", 60, "shop compared")
 

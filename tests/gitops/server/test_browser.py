@@ -17,8 +17,10 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import WebDriverWait
 
+from tests.conftest import eventually
 from tests.gitops.server.conftest import ADMIN_TOKEN, Dash
-from tests.gitops.test_engine import SERVICE, deployment, eventually
+from tests.gitops.test_engine import deployment
+from tests.manifests import WEB_SERVICE
 
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 FLAGS = (
@@ -74,7 +76,7 @@ def test_dashboard_in_chromium(dash: Dash, browser: WebDriver, tmp_path: Path) -
     first = repo.commit(
         {
             "web/deploy.yaml": deployment("nginx:1.25"),
-            "web/svc.yaml": SERVICE,
+            "web/svc.yaml": WEB_SERVICE,
             "other/deploy.yaml": deployment("redis:7", replicas=1, name="cache"),
         },
         "first release",
