@@ -240,8 +240,13 @@ def update_managed_fields(
     managers = _decode_entries(incoming, stored=False) if incoming else _decode_managers(old)
     if node is None:
         node = type_for(str(new.get("apiVersion", "")), str(new.get("kind", "")))
-    added, modified, removed = _changes(old or {}, new, node, _Scope(subresource, status_subresource))
-    changed = added | modified
+    scope = _Scope(subresource, status_subresource)
+    removed: set[Path] = set()
+    if old is None:  # a create: every field is new
+        changed = {p for p, (kind, _) in _paths(new, node, scope).items() if kind != "struct"}
+    else:
+        added, modified, removed = _changes(old, new, node, scope)
+        changed = added | modified
     writer = _Manager(manager, operation, api_version or str(new.get("apiVersion", "")), subresource, now)
     previous = managers.get(writer.identity)
     # A writer that changes only fields it already owns keeps its FieldsV1 as it is.

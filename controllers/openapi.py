@@ -958,12 +958,14 @@ class _FieldCheck:
         "_items",
         "_closed",
         "_open",
+        "_inert",
     )
 
     def __init__(self, schema: JSON, schemas: dict[str, JSON], compiled: dict[int, _FieldCheck]) -> None:
         # Registered first, so a schema that refers to itself compiles to itself; holding
         # the schema keeps its id from being reused while the cache lives.
         compiled[id(schema)] = self
+        self._inert = False  # until compiled: a schema that refers to itself is walked
         self._schema = schema
         self._schemas = schemas
         self._compiled = compiled
@@ -984,6 +986,11 @@ class _FieldCheck:
         self._items = self._compile(items) if isinstance(items, dict) else None
         # A member that is neither a property nor an additional property is unknown here.
         self._closed = properties is not None and self._additional is None and additional is not True
+        # Nothing under a value of this schema can be unknown (scalars, free-form maps,
+        # maps of scalars such as labels and ConfigMap data): no need to walk it.
+        self._inert = self._open or (
+            properties is None and self._items is None and (self._additional is None or self._additional._inert)
+        )
 
     @staticmethod
     def of(schema: JSON, schemas: dict[str, JSON], compiled: dict[int, _FieldCheck]) -> _FieldCheck:
@@ -1001,15 +1008,20 @@ class _FieldCheck:
 
     def walk(self, value: Any, path: str, out: list[str]) -> None:
         """Append the paths under `value` (at `path`) that this schema does not declare."""
-        if self._open:
+        if self._inert:
             return
         if isinstance(value, dict):
+            properties = self._properties or {}
             for key, item in value.items():
-                check = self._member(key) or self._additional
+                if not isinstance(item, (dict, list)):  # a scalar: only its name can be unknown
+                    if self._closed and key not in properties:
+                        out.append(f"{path}.{key}" if path else key)
+                    continue
+                check = self._members.get(key) or self._member(key) or self._additional
                 if check is None:
                     if self._closed:
                         out.append(f"{path}.{key}" if path else key)
-                elif isinstance(item, (dict, list)) and not check._open:
+                elif not check._inert:
                     check.walk(item, f"{path}.{key}" if path else key, out)
         elif isinstance(value, list) and self._items is not None:
             for i, item in enumerate(value):

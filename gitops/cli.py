@@ -229,6 +229,16 @@ def main(verbose: int) -> None:
     help="Port of the web server: dashboard, REST API, webhooks, /metrics (0 picks a free one).",
 )
 @click.option(
+    "--tls-port",
+    type=int,
+    help="Also serve the web server over HTTPS on this port (0 picks one), with --tls-cert and --tls-key: "
+    "API servers call admission webhooks over HTTPS only.",
+)
+@click.option(
+    "--tls-cert", type=click.Path(exists=True, dir_okay=False), help="PEM certificate (chain) for --tls-port."
+)
+@click.option("--tls-key", type=click.Path(exists=True, dir_okay=False), help="PEM private key for --tls-port.")
+@click.option(
     "--admin-token",
     envvar="GITOPS_ADMIN_TOKEN",
     default="",
@@ -273,6 +283,9 @@ def up(
     renew_deadline: float,
     retry_period: float,
     port: int,
+    tls_port: int | None,
+    tls_cert: str | None,
+    tls_key: str | None,
     admin_token: str,
     readonly_tokens: tuple[str, ...],
     anonymous_read: bool,
@@ -303,6 +316,8 @@ def up(
     if unknown:
         known = ", ".join(p.name for p in PROVIDERS)
         raise click.UsageError(f"--webhook-provider-secret: unknown provider(s) {unknown}; known: {known}")
+    if (tls_port is not None) != bool(tls_cert and tls_key) or bool(tls_cert) != bool(tls_key):
+        raise click.UsageError("--tls-port, --tls-cert and --tls-key go together")
     verifier = ImageVerifier(insecure_registries=frozenset(insecure_registries))
     try:
         policy_docs = (
@@ -398,6 +413,13 @@ def up(
         except OSError as exc:
             raise click.ClickException(f"the web server cannot listen on {host}:{port} (--port): {exc}") from None
         running.callback(web.stop)
+        if tls_port is not None and tls_cert and tls_key:
+            try:
+                secure = WSGIServer(web_app, host, tls_port, tls=(tls_cert, tls_key)).start()
+            except (OSError, ValueError) as exc:
+                raise click.ClickException(f"the HTTPS listener cannot start on {host}:{tls_port}: {exc}") from None
+            running.callback(secure.stop)
+            click.echo(f"HTTPS:           {secure.url}/ (admission webhooks: /api/admission/validate, /mutate)")
         notifier = _notifier(
             engine, f"{web.url}", gitlab_url, gitlab_token, github_api_url, github_token, notify_webhooks
         )

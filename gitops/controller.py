@@ -223,12 +223,20 @@ class AppController:
         self.listeners: list[Callable[[Obj], None]] = []  # told of every status written
 
     # ------------------------------------------------------------------ lifecycle
-    def start(self) -> AppController:
+    def watch_apps(self) -> AppController:
+        """Cache the Applications without reconciling them: what a standby replica reads
+        (the dashboard, pushes it passes on to the leader), and what `start` builds on."""
         for api_version in apps.APP_API_VERSIONS:
-            inf = self.informers.informer(api_version, apps.KIND, self.settings.namespace)
-            self._app_informers[api_version] = inf
-            inf.add_handler(self._on_app_event(api_version))
+            if api_version not in self._app_informers:
+                inf = self.informers.informer(api_version, apps.KIND, self.settings.namespace)
+                self._app_informers[api_version] = inf
         self.informers.start()
+        return self
+
+    def start(self) -> AppController:
+        self.watch_apps()
+        for api_version, inf in self._app_informers.items():
+            inf.add_handler(self._on_app_event(api_version))
         self.controller.start()
         self._scheduler.add_job(
             self._poll,

@@ -71,7 +71,8 @@ class Engine:
         if isinstance(client, RemoteClient):
             own_urls = [*own_urls, str(client.api_client.configuration.host)]
         self.controller = AppController(client, self.informers, self.repos, self.renderer, settings, gate, own_urls)
-        self.push = PushDispatcher(self.controller, self.repos)  # webhooks and git hooks feed it
+        # Webhooks and git hooks feed it; a standby passes pushes on to the leader.
+        self.push = PushDispatcher(self.controller, self.repos, leading=lambda: self.is_leader)
         self.elector: LeaderElector | None = None
         self._lock = threading.Lock()
         self._reconciling = False
@@ -85,9 +86,7 @@ class Engine:
         if election is None:
             self._start_reconciling()
         else:
-            for api_version in apps.APP_API_VERSIONS:
-                self.informers.informer(api_version, apps.KIND, self.controller.settings.namespace)
-            self.informers.start()
+            self.controller.watch_apps()
 
             def stopped_leading() -> None:
                 self._stop_reconciling()

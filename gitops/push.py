@@ -32,6 +32,7 @@ from flask import Blueprint
 from controllers import errors
 from controllers.client import Client
 from gitops import apps, metrics
+from gitops.actions import request_refresh
 from gitops.controller import AppController
 from gitops.resources import Obj
 from gitops.source.git import GitError, RepoCache
@@ -79,9 +80,19 @@ class _Pending:
 class PushDispatcher:
     """Turns push events into app refreshes on a background thread; `submit` never waits."""
 
-    def __init__(self, controller: AppController, repos: RepoCache, quiet: float = 0.05, max_wait: float = 1.0) -> None:
+    def __init__(
+        self,
+        controller: AppController,
+        repos: RepoCache,
+        quiet: float = 0.05,
+        max_wait: float = 1.0,
+        leading: Callable[[], bool] = lambda: True,
+    ) -> None:
+        """`leading` says whether this engine reconciles: a standby replica (leader
+        election) passes its pushes to the leader through the refresh annotation."""
         self.controller = controller
         self.repos = repos
+        self.leading = leading
         self.quiet, self.max_wait = quiet, max_wait
         self.refreshes: Counter[str] = Counter()  # app queue key -> refreshes asked by pushes
         self.merge_request_handlers: list[Callable[[MergeRequestEvent], None]] = []
@@ -162,9 +173,18 @@ class PushDispatcher:
             for key, app, sources in candidates:
                 if any(_targets(s, ref, change.default_branch) and _touches(app, s, files) for s in sources):
                     affected.add(key)
-        for key in sorted(affected):
+        leading = self.leading()
+        for key, app, _ in candidates:
+            if key not in affected:
+                continue
             self.refreshes[key] += 1
-            self.controller.refresh(key, fetched_since=fetched)
+            if leading:
+                self.controller.refresh(key, fetched_since=fetched)
+            else:
+                try:
+                    request_refresh(self.controller.client, app)
+                except errors.APIError as exc:
+                    log.warning("push: cannot pass the refresh of %s to the leader: %s", key, exc)
         log.info("push to %s: refreshing %s", sorted(pending.keys), sorted(affected) or "nothing")
 
     def _fetch(self, url: str) -> float | None:

@@ -29,7 +29,13 @@ CRD_HEADER = "# Generated from gitops/apps.py (application_crd); tests/charts ch
 # Every optional part switched on.
 EVERYTHING = {
     "ingress": {"enabled": True, "className": "nginx", "tls": [{"secretName": "t", "hosts": ["gitops.example.com"]}]},
-    "admission": {"enabled": True, "mutating": True, "caBundle": "Y2E=", "failurePolicy": "Ignore"},
+    "admission": {
+        "enabled": True,
+        "mutating": True,
+        "caBundle": "Y2E=",
+        "failurePolicy": "Ignore",
+        "tlsSecretName": "gitops-webhook-tls",
+    },
     "rbac": {"deploy": {"anyKind": True}},
 }
 # Fixed secrets: a render must be the same every time for the engine to see it in sync.
@@ -163,6 +169,16 @@ def test_optional_parts_are_off_by_default_and_render_when_asked() -> None:
         assert hook["failurePolicy"] == "Ignore"
         (expr,) = hook["namespaceSelector"]["matchExpressions"]
         assert expr["operator"] == "NotIn" and {NS, "kube-system"} <= set(expr["values"])
+    # The webhooks reach the engine's HTTPS listener with the serving certificate's Secret.
+    service_port = next(p for p in one(objects, "Service")["spec"]["ports"] if p["name"] == "admission")
+    assert (service_port["port"], service_port["targetPort"]) == (443, "https")
+    pod = one(objects, "Deployment")["spec"]["template"]["spec"]
+    (engine,) = pod["containers"]
+    assert {"--tls-port=8443", "--tls-cert=/tls/tls.crt", "--tls-key=/tls/tls.key"} <= set(engine["args"])
+    assert {"name": "https", "containerPort": 8443, "protocol": "TCP"} in engine["ports"]
+    assert {"name": "tls", "secret": {"secretName": "gitops-webhook-tls"}} in pod["volumes"]
+    with pytest.raises(Exception, match="admission.tlsSecretName"):
+        render({"admission": {"enabled": True}})
 
 
 def test_secrets_are_generated_once_or_taken_from_values() -> None:

@@ -8,7 +8,7 @@ from typing import Any
 import orjson
 import pytest
 
-from controllers.apiserver import PATCH_APPLY, APIServer, WriteOptions
+from controllers.apiserver import PATCH_APPLY, PATCH_MERGE, APIServer, WriteOptions
 from controllers.apply import server_side_apply, update_managed_fields
 from controllers.errors import BadRequest, Conflict
 from controllers.schema import type_for
@@ -322,3 +322,46 @@ def test_an_apply_that_creates_is_one_write_with_the_appliers_fields() -> None:
     )
     assert [(m["manager"], m["operation"]) for m in dry["metadata"]["managedFields"]] == [("kubectl", "Apply")]
     assert server.store.revision == before + 1
+
+
+class _WritesFirst:
+    """A mutating plugin that, once, writes the object the request is about before the
+    request's own write, as a controller reacting between the read and the write would."""
+
+    name = "writes-first"
+
+    def __init__(self, server: APIServer, write: Any) -> None:
+        self.server, self.write, self.done = server, write, False
+
+    def mutate(self, req: Any) -> None:
+        if not self.done and req.object is not None and req.object["metadata"].get("name") == "web":
+            self.done = True
+            self.write()
+
+
+def test_an_apply_that_races_another_writer_is_applied_to_what_that_writer_left() -> None:
+    server = APIServer(MemoryStore())
+    server.create(server.resource("", "v1", "namespaces"), "", {"metadata": {"name": "shop"}})
+    rt = server.resource("apps", "v1", "deployments")
+    kubectl = WriteOptions(field_manager="kubectl")
+
+    # Created by someone else between the apply's read (nothing there) and its create.
+    other = {**deployment(), "metadata": {"name": "web", "namespace": "shop", "labels": {"by": "other"}}}
+    plugin = _WritesFirst(server, lambda: server.create(rt, "shop", other, WriteOptions(field_manager="other")))
+    server.admission.add_mutating(plugin)
+    out = server.patch(rt, "shop", "web", PATCH_APPLY, deployment(), kubectl)
+    assert plugin.done and out["metadata"]["labels"] == {"by": "other"}
+    assert {m["manager"] for m in out["metadata"]["managedFields"]} == {"other", "kubectl"}
+    server.admission.remove(plugin.name)
+
+    # Changed by a controller between the apply's read and its update.
+    def scale() -> None:
+        server.patch(rt, "shop", "web", PATCH_MERGE, {"metadata": {"annotations": {"seen": "yes"}}}, WriteOptions())
+
+    plugin = _WritesFirst(server, scale)
+    server.admission.add_mutating(plugin)
+    forced = WriteOptions(field_manager="kubectl", force=True)  # "other" shares the image
+    out = server.patch(rt, "shop", "web", PATCH_APPLY, deployment(image="nginx:1.27"), forced)
+    assert plugin.done
+    assert out["metadata"]["annotations"] == {"seen": "yes"}
+    assert out["spec"]["template"]["spec"]["containers"][0]["image"] == "nginx:1.27"

@@ -198,6 +198,21 @@ spec:
         with urllib.request.urlopen(dashboard.rstrip("/") + "/readyz", timeout=10) as resp:  # noqa: S310
             assert resp.status == 200
 
+    # A push delivered to the follower (the Service may route a webhook to any replica) is
+    # passed on to the leader, which syncs it.
+    pushed = repo.commit({"deploy/web.yaml": deployment(2, "nginx:1.25.1")}, "web v1.1")
+    follower_url = next(ln for ln in follower.output().splitlines() if ln.startswith("Dashboard:")).split()[1]
+    body = {"repositories": [repo.url()], "changes": [{"ref": "refs/heads/main", "before": first, "after": pushed}]}
+    hook = urllib.request.Request(  # noqa: S310 (loopback)
+        follower_url.rstrip("/") + "/api/webhook",
+        data=orjson.dumps(body),
+        headers={"X-Gitops-Event": "push", "Content-Type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(hook, timeout=10) as resp:  # noqa: S310
+        assert resp.status == 202
+    eventually(lambda: synced_healthy_at(kubectl, pushed), 120, "web Synced+Healthy at v1.1 after the push")
+
     # kill -9: the Lease is left behind, never released; the follower takes it once it expires.
     leader.popen.send_signal(signal.SIGKILL)
     leader.popen.wait(30)
@@ -214,7 +229,7 @@ spec:
     eventually(lambda: synced_healthy_at(kubectl, second), 120, "web Synced+Healthy at v2")
     eventually(lambda: running_pods(kubectl, "nginx:1.26") == 3, 60, "3 new pods Running")
     history = app_status(kubectl)["history"]
-    assert [h["revision"] for h in history] == [first, second]  # no spurious re-sync by the new leader
+    assert [h["revision"] for h in history] == [first, pushed, second]  # no spurious re-sync by the new leader
 
     # A clean stop releases the Lease (no successor would have to wait out its duration).
     t1 = time.monotonic()
