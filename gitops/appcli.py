@@ -262,8 +262,15 @@ def create(
 @click.argument("name")
 @click.option("-n", "--namespace", default=None)
 @click.option("--cascade/--no-cascade", default=True, help="Also delete the app's resources.")
+@click.option(
+    "--wait/--no-wait",
+    default=True,
+    show_default=True,
+    help="Return once the engine has deleted the resources and the app is gone.",
+)
+@click.option("--timeout", default=120, show_default=True, help="Seconds to wait with --wait.")
 @pass_ctx
-def delete(c: AppContext, name: str, namespace: str | None, cascade: bool) -> None:
+def delete(c: AppContext, name: str, namespace: str | None, cascade: bool, wait: bool, timeout: int) -> None:
     """Delete an Application (and, with --cascade, the resources it manages, which the
     engine deletes before the Application goes)."""
     a = c.find(name, namespace)
@@ -279,6 +286,17 @@ def delete(c: AppContext, name: str, namespace: str | None, cascade: bool) -> No
         c.client.patch(a["apiVersion"], apps.KIND, meta["name"], {"metadata": {"finalizers": kept}},
                        meta["namespace"], "merge")  # fmt: skip
     c.client.delete(a["apiVersion"], apps.KIND, meta["name"], meta["namespace"])
+    deadline = time.monotonic() + timeout
+    while wait:
+        try:
+            c.client.get(a["apiVersion"], apps.KIND, meta["name"], meta["namespace"])
+        except errors.NotFound:
+            break
+        if time.monotonic() > deadline:
+            raise click.ClickException(
+                f"application '{name}' is still being deleted after {timeout}s: is the engine running?"
+            )
+        time.sleep(0.5)
     click.echo(f"application '{name}' deleted")
 
 
