@@ -555,7 +555,7 @@ class AppController:
             live = dest.live(key)
             predicted = self._predict(state, key, obj, live, dest.client) if live is not None else None
             diffs[key] = compare(obj, predicted, live, spec.ignore_differences)
-            healths[key] = resource_health(live) if live is not None else Health("Missing", "")
+            healths[key] = self._health(state, key, live)
         app_key = f"{meta.get('namespace', '')}/{meta['name']}"
         extraneous = []
         for inf in list(dest.kinds.values()):
@@ -628,6 +628,18 @@ class AppController:
                 hit = _Prediction(digest, live_rv, None if same else target, same)
             state.predictions[key] = hit
         return live if hit.same else hit.obj
+
+    @staticmethod
+    def _health(state: _AppState, key: ResourceKey, live: Obj | None) -> Health:
+        """The resource's health; Progressing while the cache still shows an object older
+        than our own apply returned, whose status cannot speak for the change yet (else a
+        Deployment just updated reads Healthy until its controller catches up)."""
+        if live is None:
+            return Health("Missing", "")
+        applied = state.predictions.get(key)
+        if applied is not None and _rv({"metadata": {"resourceVersion": applied.live_rv}}) > _rv(live):
+            return Health("Progressing", "waiting for the cluster to report the applied change")
+        return resource_health(live)
 
     def _applied(self, state: _AppState, desired: Obj, result: Obj) -> None:
         """What our apply returned is the live object at its resourceVersion, and what a dry

@@ -246,7 +246,9 @@ def test_live_stream_badge_and_metrics(dash: Dash) -> None:
     def saw_second() -> bool:
         while True:
             row = rows.get(timeout=60)
-            if row["key"] == "default/shop" and row["revision"] == second and row["healthStatus"] == "Healthy":
+            # The compared revision moves first (OutOfSync, old pods still Healthy): wait for the synced one.
+            done = (row["revision"], row["syncStatus"], row["healthStatus"]) == (second, "Synced", "Healthy")
+            if row["key"] == "default/shop" and done:
                 return True
 
     assert saw_second()
