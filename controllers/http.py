@@ -59,6 +59,15 @@ class Route:
     subresource: str
 
 
+# the request headers the API reads (`Request.headers` keys), with their WSGI names
+_HEADERS = (
+    ("accept", "HTTP_ACCEPT"),
+    ("authorization", "HTTP_AUTHORIZATION"),
+    ("content-type", "CONTENT_TYPE"),
+    ("user-agent", "HTTP_USER_AGENT"),
+)
+
+
 class KubeAPI:
     """The WSGI application. `token` is the bearer token every request must carry
     (compared in constant time); None disables authentication."""
@@ -81,9 +90,7 @@ class KubeAPI:
     def _request(self, environ: dict[str, Any]) -> Request:
         path = environ.get("PATH_INFO", "/")
         query = dict(urllib.parse.parse_qsl(environ.get("QUERY_STRING", ""), keep_blank_values=True))
-        headers = {k[5:].replace("_", "-").lower(): str(v) for k, v in environ.items() if k.startswith("HTTP_")}
-        if environ.get("CONTENT_TYPE"):
-            headers["content-type"] = environ["CONTENT_TYPE"]
+        headers = {name: environ[key] for name, key in _HEADERS if environ.get(key)}
         user = self._authenticate(path, headers)
         length = int(environ.get("CONTENT_LENGTH") or 0)
         body = environ["wsgi.input"].read(length) if length else b""

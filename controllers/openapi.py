@@ -751,36 +751,54 @@ def _v3_key(rt: ResourceType) -> str:
 
 
 class _Documents:
-    """All documents for one set of registered types, each serialized once."""
+    """All documents for one set of registered types, each built and serialized once, when
+    first asked for: a CRD change makes a new set, and the write that follows needs only
+    its own group-version's schemas for field validation."""
 
     def __init__(self, types: list[ResourceType]) -> None:
         self.types = types
-        self.v3: dict[str, tuple[JSON, bytes, str]] = {}
-        by_gv: dict[str, list[ResourceType]] = {}
+        self._by_gv: dict[str, list[ResourceType]] = {}
         for rt in types:
-            by_gv.setdefault(_v3_key(rt), []).append(rt)
-        for key, gv_types in sorted(by_gv.items()):
-            definitions, ops = _definitions(gv_types, v3=True)
-            doc = {
-                "openapi": "3.0.0",
-                "info": {"title": "Kubernetes", "version": GIT_VERSION},
-                "paths": _paths(ops, v3=True),
-                "components": {"schemas": definitions},
-            }
-            raw = orjson.dumps(doc)
-            self.v3[key] = (doc, raw, hashlib.sha512(raw).hexdigest().upper())
-        self.index: JSON = {
-            "paths": {
-                key: {"serverRelativeURL": f"/openapi/v3/{key}?hash={digest}"}
-                for key, (_, _, digest) in self.v3.items()
-            }
-        }
+            self._by_gv.setdefault(_v3_key(rt), []).append(rt)
+        self._v3: dict[str, tuple[JSON, bytes, str]] = {}
+        self._index: JSON | None = None
         self._v2: tuple[JSON, bytes] | None = None
         self._kind_schemas: dict[tuple[str, str], tuple[JSON, dict[str, JSON]] | None] = {}
         self._field_checks: dict[tuple[str, str], _FieldCheck | None] = {}
         self._compiled_checks: dict[int, _FieldCheck] = {}
         self._v2_protobuf: bytes | None = None
         self._lock = threading.Lock()
+
+    def v3(self, key: str) -> tuple[JSON, bytes, str] | None:
+        """One group-version's v3 document (`api/v1`, `apis/apps/v1`): the document, its
+        bytes and their hash; None when that group-version is not served."""
+        gv_types = self._by_gv.get(key)
+        if gv_types is None:
+            return None
+        with self._lock:
+            entry = self._v3.get(key)
+            if entry is None:
+                definitions, ops = _definitions(gv_types, v3=True)
+                doc = {
+                    "openapi": "3.0.0",
+                    "info": {"title": "Kubernetes", "version": GIT_VERSION},
+                    "paths": _paths(ops, v3=True),
+                    "components": {"schemas": definitions},
+                }
+                raw = orjson.dumps(doc)
+                entry = self._v3[key] = (doc, raw, hashlib.sha512(raw).hexdigest().upper())
+            return entry
+
+    def index(self) -> JSON:
+        """`/openapi/v3`: every group-version's URL with its document's hash."""
+        if self._index is None:
+            paths = {}
+            for key in sorted(self._by_gv):
+                entry = self.v3(key)
+                assert entry is not None
+                paths[key] = {"serverRelativeURL": f"/openapi/v3/{key}?hash={entry[2]}"}
+            self._index = {"paths": paths}
+        return self._index
 
     def kind_schema(self, api_version: str, kind: str) -> tuple[JSON, dict[str, JSON]] | None:
         """The v3 schema of a kind, with the schemas its references resolve in."""
@@ -801,7 +819,7 @@ class _Documents:
 
     def _find_kind_schema(self, api_version: str, kind: str) -> tuple[JSON, dict[str, JSON]] | None:
         group, _, version = api_version.rpartition("/")
-        entry = self.v3.get(_gv_key(api_version))
+        entry = self.v3(_gv_key(api_version))
         if entry is None:
             return None
         schemas: dict[str, JSON] = entry[0]["components"]["schemas"]
@@ -900,19 +918,19 @@ def openapi_v2_response(registry: Registry, accept_header: str) -> tuple[bytes, 
 
 def openapi_v3_index(registry: Registry) -> JSON:
     """`/openapi/v3`: every group-version's document URL, with a content hash to cache by."""
-    return _documents(registry).index
+    return _documents(registry).index()
 
 
 def openapi_v3_group_version(registry: Registry, gv: str) -> JSON | None:
     """`/openapi/v3/apis/<g>/<v>` (or `api/v1`); None when that group-version is not served.
     Shared and cached: do not mutate."""
-    entry = _documents(registry).v3.get(_gv_key(gv))
+    entry = _documents(registry).v3(_gv_key(gv))
     return entry[0] if entry else None
 
 
 def openapi_v3_group_version_bytes(registry: Registry, gv: str) -> bytes | None:
     """The same document serialized, for `Content-Type: application/json`."""
-    entry = _documents(registry).v3.get(_gv_key(gv))
+    entry = _documents(registry).v3(_gv_key(gv))
     return entry[1] if entry else None
 
 
