@@ -17,6 +17,7 @@ import click
 
 from controllers.client import Client, LocalClient
 from controllers.cluster import EmbeddedCluster
+from controllers.errors import APIError
 from controllers.manager import ClusterConfig
 from controllers.wsgi import WSGIServer
 from gitops import clusters
@@ -362,6 +363,9 @@ def up(
             running.callback(cluster_policies.stop)
             apply_policies(LocalClient(cluster.api), policy_docs)
             client, api_url = LocalClient(cluster.api), cluster.url
+            if namespace:  # the namespace the engine serves exists in its own cluster
+                namespace_obj = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}}
+                client.apply(namespace_obj, field_manager="gitops", force=True)
         election = None
         if leader_elect if leader_elect is not None else real:
             try:
@@ -386,8 +390,12 @@ def up(
         running.callback(engine.stop)
         engine.start(election, on_lost)
         for path in app_files:
-            for a in engine.apply_app_file(path):
-                click.echo(f"application {a['metadata']['namespace']}/{a['metadata']['name']} applied from {path}")
+            try:
+                for a in engine.apply_app_file(path):
+                    click.echo(f"application {a['metadata']['namespace']}/{a['metadata']['name']} applied from {path}")
+            except (APIError, ManifestError) as exc:
+                message = str(exc) if str(path) in str(exc) else f"{path}: {exc}"
+                raise click.ClickException(f"--app {message}") from None
         if demo:
             for obj in demo_objects(ensure_demo_repo(Path(data_dir))):
                 engine.client.apply(obj, field_manager="gitops-cli", force=True)

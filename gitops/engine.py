@@ -58,9 +58,10 @@ class Engine:
         Secret in the engine's namespace (`default` when it serves all namespaces)."""
         self.client = client
         self.data_dir = data_dir
+        self.namespace = (settings or EngineSettings()).namespace
         self.repos = RepoCache(
             data_dir / "repos",
-            credentials=SecretCredentials(client, (settings or EngineSettings()).namespace),
+            credentials=SecretCredentials(client, self.namespace),
             on_request=metrics.observe_git_request,
         )
         # Renders of small apps are ~10 KB of JSON: 2,048 of them keep a no-op pass over
@@ -127,12 +128,13 @@ class Engine:
             self.informers.stop()
 
     def apply_app_file(self, path: Path) -> list[Obj]:
-        """Create or update the Applications listed in a YAML file (`gitops up --app`)."""
+        """Create or update the Applications listed in a YAML file (`gitops up --app`); one
+        without a namespace goes to the namespace the engine serves (`default` when all)."""
         applied = []
         for obj in load_manifests(path.read_text(), str(path)):
             if not apps.is_application(obj):
                 raise errors.BadRequest(f"{path}: {obj.get('kind')} is not an Application")
             app = apps.convert_argo(obj) if obj["apiVersion"] == apps.ARGO_API_VERSION else obj
-            app["metadata"].setdefault("namespace", "default")
+            app["metadata"].setdefault("namespace", self.namespace or "default")
             applied.append(self.client.apply(app, field_manager="gitops-cli", force=True))
         return applied

@@ -45,3 +45,30 @@ def test_a_port_in_use_stops_what_started_and_exits_with_the_reason(tmp_path: Pa
     assert done.returncode == 1, done.stderr
     assert f"the web server cannot listen on 127.0.0.1:{port} (--port)" in done.stderr
     assert "Address already in use" in done.stderr
+
+
+APP = """apiVersion: argoproj.io/v1alpha1
+kind: Application
+metadata:
+  name: guest
+spec:
+  project: default
+  source: {repoURL: "https://git.example/repo.git", path: guestbook}
+  destination: {server: "https://kubernetes.default.svc", namespace: guest}
+"""
+
+
+def test_app_files_go_to_the_namespace_served_and_a_bad_one_is_named(tmp_path: Path) -> None:
+    apps = tmp_path / "apps.yaml"
+    apps.write_text(APP)
+    data = tmp_path / "data"
+    with running_up(data, "--namespace", "team", "--app", str(apps)) as up:
+        assert f"application team/guest applied from {apps}" in up.out, up.out
+        listed = Kubectl(data / "kubeconfig", tmp_path)("get", "applications", "-A")
+        assert "team" in listed and "guest" in listed, listed
+
+    apps.write_text("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: settings}\n")
+    done = up_exits(tmp_path / "data2", "--api-port", "0", "--port", "0", "--app", str(apps))
+    assert done.returncode == 1, done.stderr
+    assert f"--app {apps}: ConfigMap is not an Application" in done.stderr
+    assert "Traceback" not in done.stderr
