@@ -24,6 +24,7 @@ import orjson
 from controllers import errors
 from controllers.admission import CREATE, DELETE, UPDATE, AdmissionChain, AdmissionRequest, UserInfo
 from controllers.apply import server_side_apply, update_managed_fields
+from controllers.clock import now_rfc3339
 from controllers.defaults import apply_defaults
 from controllers.kinds import Registry, ResourceType
 from controllers.openapi import unknown_fields
@@ -63,19 +64,6 @@ ORPHAN_FINALIZER = "orphan"
 _NAME_SUFFIX_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
 _PATCH_RETRIES = 5
 _GENERATE_NAME_TRIES = 8
-
-
-_last_second: tuple[int, str] = (-1, "")
-
-
-def now_rfc3339() -> str:
-    """The current time to the second, formatted once per second (every write asks)."""
-    global _last_second
-    second = int(time.time())
-    cached = _last_second
-    if cached[0] != second:
-        cached = _last_second = (second, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(second)))
-    return cached[1]
 
 
 @dataclass

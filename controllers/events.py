@@ -12,14 +12,11 @@ from typing import Any
 
 from controllers import errors
 from controllers.client import Client
+from controllers.clock import now_rfc3339
 
 log = logging.getLogger(__name__)
 
 NORMAL, WARNING = "Normal", "Warning"
-
-
-def _now() -> str:
-    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class EventRecorder:
@@ -73,7 +70,7 @@ class EventRecorder:
         uid = meta.get("uid", "")
         namespace = meta.get("namespace") or "default"
         key = (uid, type_, reason, message)
-        now = _now()
+        now = now_rfc3339()
         existing = self._seen.get(key)
         if existing:
             try:

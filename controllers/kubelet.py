@@ -25,11 +25,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from controllers import errors
+from controllers.clock import now_rfc3339
 from controllers.kubelet_rules import Behaviour, KubeletRules
 from controllers.manager import ControllerContext
 from controllers.nodes import POD_NODE_INDEX, Wakeups, is_stopped, is_terminal, pods_informer
 from controllers.runtime import Controller, Obj, Result, object_key
-from controllers.workloads.common import now_rfc3339
 
 WORKERS = 4
 NO_SANDBOX_RETRY_SECONDS = 5.0

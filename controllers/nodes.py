@@ -28,9 +28,10 @@ import time
 import uuid
 
 from controllers import errors
+from controllers.clock import now_rfc3339
 from controllers.manager import ClusterConfig, ControllerContext, NodeSpec
 from controllers.runtime import Controller, Informer, Obj, Result
-from controllers.workloads.common import now_rfc3339, parse_time, pod_condition, set_condition
+from controllers.workloads.common import parse_time, pod_condition, set_condition
 
 STOPPED_ANNOTATION = "gitops.dev/kubelet-stopped"
 LEASE_NAMESPACE = "kube-node-lease"

@@ -8,12 +8,13 @@ import email.utils
 import io
 import logging
 import threading
-import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
 from cheroot import makefile, wsgi
 from cheroot.ssl.builtin import BuiltinSSLAdapter
+
+from controllers.clock import PerSecond
 
 log = logging.getLogger(__name__)
 
@@ -107,15 +108,8 @@ class _TLSAdapter(BuiltinSSLAdapter):
         return makefile.StreamWriter(sock, mode, bufsize)
 
 
-_date: list[Any] = [0, ""]
-
-
-def _http_date() -> str:
-    """The Date header, formatted once a second (cheroot formats it for every answer)."""
-    now = int(time.time())
-    if _date[0] != now:
-        _date[0], _date[1] = now, email.utils.formatdate(now, usegmt=True)
-    return _date[1]
+# the Date header, formatted once a second (cheroot formats it for every answer)
+_http_date = PerSecond(lambda second: email.utils.formatdate(second, usegmt=True))
 
 
 def _dated(app: Callable[..., Iterable[bytes]]) -> Callable[..., Iterable[bytes]]:

@@ -6,11 +6,9 @@ import copy
 import datetime as dt
 from typing import Any
 
+from controllers.clock import now_rfc3339
+
 Obj = dict[str, Any]
-
-
-def now_rfc3339() -> str:
-    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def parse_time(value: str | None) -> dt.datetime | None:

@@ -19,8 +19,9 @@ import orjson
 
 from controllers import errors
 from controllers.client import Client
+from controllers.clock import now_rfc3339
 from controllers.selectors import LabelSelector, label_selector_from_dict
-from controllers.workloads.common import controller_of, controller_ref, now_rfc3339, parse_time
+from controllers.workloads.common import controller_of, controller_ref, parse_time
 
 Obj = dict[str, Any]
 

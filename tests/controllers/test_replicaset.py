@@ -17,9 +17,9 @@ import yaml
 
 from controllers import errors
 from controllers.admission import CREATE, AdmissionRequest
+from controllers.clock import now_rfc3339
 from controllers.cluster import EmbeddedCluster
 from controllers.manager import DEFAULT_CONTROLLERS, ClusterConfig
-from controllers.workloads.common import now_rfc3339
 from controllers.workloads.replicaset import Expectations, pods_to_delete, slow_start_batch
 from tests.conftest import Kubectl, eventually
 
