@@ -28,7 +28,7 @@ from controllers import errors
 from controllers.clock import now_rfc3339
 from controllers.kubelet_rules import Behaviour, KubeletRules
 from controllers.manager import ControllerContext
-from controllers.nodes import POD_NODE_INDEX, Wakeups, is_stopped, is_terminal, pods_informer
+from controllers.nodes import POD_NODE_INDEX, is_stopped, is_terminal, pods_informer
 from controllers.runtime import Controller, Obj, Result, object_key
 
 WORKERS = 4
@@ -214,7 +214,6 @@ class Kubelet:
         self._pools: dict[str, IPPool] = {}
         self._images: dict[str, set[str]] = {}
         self._ipam = threading.Lock()
-        self._wakeups = Wakeups()
         self.controller = Controller("kubelet", self.reconcile, workers=WORKERS)
         self.controller.watch(self.pods, self._own_pod)
         self.nodes.add_handler(self._node_changed)
@@ -265,7 +264,7 @@ class Kubelet:
                 return None
             sim = self._admit(key, pod, node)
             if sim is None:
-                return self._wakeups.result(key, NO_SANDBOX_RETRY_SECONDS)
+                return Result(requeue_after=NO_SANDBOX_RETRY_SECONDS)
         if sim.finished:
             return None
         now = time.monotonic()
@@ -277,11 +276,10 @@ class Kubelet:
         if status != pod.get("status"):
             self._write(pod, status)
         due = sim.next_due(now)
-        return None if sim.finished or due == math.inf else self._wakeups.result(key, due - now)
+        return None if sim.finished or due == math.inf else Result(requeue_after=due - now)
 
     def _forget(self, key: str) -> None:
         self._sims.pop(key, None)
-        self._wakeups.forget(key)
         self._release(key)
 
     def _write(self, pod: Obj, status: Obj) -> None:
@@ -565,7 +563,7 @@ class Kubelet:
             running = [c for c in sim.containers if c.state == RUNNING]
             done_at = sim.killing_since + min(grace, max((c.behaviour.stop_seconds for c in running), default=0.0))
             if now < done_at:
-                return self._wakeups.result(key, done_at - now)
+                return Result(requeue_after=done_at - now)
             for c in running:
                 self._stopped(c, *((0, "Completed") if c.behaviour.stop_seconds <= grace else (137, "Error")))
             sim.finished = True

@@ -23,7 +23,6 @@ import copy
 import datetime as dt
 import ipaddress
 import math
-import threading
 import time
 import uuid
 
@@ -48,7 +47,7 @@ PRESSURE_CONDITIONS = (
     ("DiskPressure", "KubeletHasNoDiskPressure", "kubelet has no disk pressure"),
     ("PIDPressure", "KubeletHasSufficientPID", "kubelet has sufficient PID available"),
 )
-WAKEUP_SLACK_SECONDS = 0.001  # a pending wake-up this close to a requested one is the same one
+WAKEUP_SLACK_SECONDS = 0.001  # a wake-up this close to when it was due is on time
 STATUS_HEARTBEATS = 5  # the Ready condition's heartbeat is refreshed every 5 lease renewals
 
 
@@ -77,34 +76,6 @@ def is_terminal(pod: Obj) -> bool:
 def micro_time() -> str:
     """A MicroTime, as Lease.spec.renewTime is written."""
     return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-class Wakeups:
-    """Timed re-checks with at most one pending per key.
-
-    A reconcile triggered by an event and one triggered by its timer would each ask to
-    look again later; returning both as Result(requeue_after) would double the timers
-    with every event. This keeps the earliest pending wake-up per key and drops requests
-    for later ones (the earlier run asks again for what is still needed)."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._due: dict[str, float] = {}
-
-    def result(self, key: str, delay: float) -> Result | None:
-        now = time.monotonic()
-        delay = max(delay, 0.0)
-        due = now + delay
-        with self._lock:
-            pending = self._due.get(key)
-            if pending is not None and now < pending <= due + WAKEUP_SLACK_SECONDS:
-                return None
-            self._due[key] = due
-        return Result(requeue_after=delay)
-
-    def forget(self, key: str) -> None:
-        with self._lock:
-            self._due.pop(key, None)
 
 
 # ---------------------------------------------------------------------- node objects
@@ -247,7 +218,6 @@ class NodeAgents:
         self.nodes = nodes
         self.ctx = ctx
         self._renewed: dict[str, float] = {}
-        self._wakeups = Wakeups()
         self.controller = Controller("node-agent", self.reconcile, workers=2)
         self.controller.watch(nodes, lambda n: [n["metadata"]["name"]] if n["metadata"]["name"] in self.specs else [])
 
@@ -277,7 +247,7 @@ class NodeAgents:
             self._renew_lease(node)
             self._renewed[name] = last = now
         self._post_status(node)
-        return self._wakeups.result(name, last + heartbeat - now)
+        return Result(requeue_after=last + heartbeat - now)
 
     def _register(self, spec: NodeSpec) -> None:
         try:
@@ -342,7 +312,6 @@ class NodeLifecycle:
         self.events = ctx.recorder("node-controller")
         self.evictions = ctx.recorder("taint-eviction-controller")
         self._observed: dict[str, tuple[str, float]] = {}  # node -> (lease renewTime, when first seen)
-        self._wakeups = Wakeups()
         self.controller = Controller("node-lifecycle", self.reconcile, workers=2)
         self.controller.watch(nodes)
         self.controller.watch(leases, lambda lease: [lease["metadata"]["name"]])  # named after its node
@@ -366,7 +335,6 @@ class NodeLifecycle:
         node = self.nodes.cache.get(name)
         if node is None:
             self._observed.pop(name, None)
-            self._wakeups.forget(name)
             return None
         silent = self._silence(name)
         ready = pod_condition(node, "Ready")
@@ -381,7 +349,7 @@ class NodeLifecycle:
         evict_in = self._evict(node, dead=ready is not None and unknown)
         if evict_in is not None:
             waits.append(evict_in)
-        return self._wakeups.result(name, min(waits)) if waits else None
+        return Result(requeue_after=min(waits)) if waits else None
 
     def _silence(self, name: str) -> float:
         """Seconds since this controller saw the node's Lease renewed (its own clock, as

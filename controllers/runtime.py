@@ -293,14 +293,16 @@ class Informer:
 class WorkQueue:
     """A work queue of keys as client-go's: a key is queued at most once, is never handed
     to two workers at once (a re-add while it is processed runs again after done()),
-    and failures back off exponentially per key up to a cap."""
+    failures back off exponentially per key up to a cap, and a key waits for at most
+    one delayed re-add, the earliest asked (the run it leads to asks again for later)."""
 
     def __init__(self, base_delay: float = 0.005, max_delay: float = 300.0) -> None:
         self._cond = threading.Condition()
         self._queue: list[str] = []
         self._dirty: set[str] = set()
         self._processing: set[str] = set()
-        self._delayed: list[tuple[float, int, str]] = []
+        self._delayed: list[tuple[float, int, str]] = []  # a heap; superseded entries stay until due
+        self._waiting: dict[str, float] = {}  # key -> when its delayed re-add is due
         self._seq = 0
         self._failures: dict[str, int] = {}
         self.base_delay, self.max_delay = base_delay, max_delay
@@ -319,11 +321,16 @@ class WorkQueue:
         if delay <= 0:
             self.add(key)
             return
+        due = time.monotonic() + delay
         with self._cond:
             if self._shutdown:
                 return
+            pending = self._waiting.get(key)
+            if pending is not None and pending <= due:
+                return
+            self._waiting[key] = due
             self._seq += 1
-            heapq.heappush(self._delayed, (time.monotonic() + delay, self._seq, key))
+            heapq.heappush(self._delayed, (due, self._seq, key))
             self._cond.notify()
 
     def add_rate_limited(self, key: str) -> None:
@@ -365,7 +372,10 @@ class WorkQueue:
     def _promote_delayed(self) -> None:
         now = time.monotonic()
         while self._delayed and self._delayed[0][0] <= now:
-            _, _, key = heapq.heappop(self._delayed)
+            due, _, key = heapq.heappop(self._delayed)
+            if self._waiting.get(key) != due:
+                continue  # an earlier re-add of the key superseded this one
+            del self._waiting[key]
             if key not in self._dirty:
                 self._dirty.add(key)
                 if key not in self._processing:
@@ -385,7 +395,7 @@ class WorkQueue:
     def depth(self) -> int:
         """Queued plus waiting-to-retry keys (for metrics)."""
         with self._cond:
-            return len(self._queue) + len(self._delayed)
+            return len(self._queue) + len(self._waiting)
 
     def shutdown(self) -> None:
         with self._cond:

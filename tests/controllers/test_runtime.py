@@ -98,6 +98,21 @@ def test_workqueue_backoff_grows_and_caps() -> None:
     assert q.failures("k") == 0
 
 
+def test_workqueue_keeps_one_delayed_re_add_per_key_the_earliest() -> None:
+    q = WorkQueue()
+    for _ in range(1000):  # every event of a busy object asking to look again later
+        q.add_after("k", 0.3)
+    assert q.depth() == 1
+    q.add_after("k", 0.05)  # an earlier one wins
+    q.add_after("k", 5.0)  # a later one waits for the run the earlier one leads to
+    start = time.monotonic()
+    assert q.get(timeout=2) == "k"
+    assert time.monotonic() - start < 0.25
+    q.done("k")
+    assert q.depth() == 0
+    assert q.get(timeout=0.6) is None  # the superseded 0.3 s re-add does not run again
+
+
 def test_controller_reconciles_on_events_retries_failures_and_requeues(cluster: EmbeddedCluster) -> None:
     inf = Informer(cluster.client, "v1", "ConfigMap")
     calls: dict[str, int] = {}
